@@ -1,0 +1,7 @@
+"""Accounts in the browser: register, sign in, sign out."""
+
+from flask import Blueprint
+
+bp = Blueprint("auth", __name__)
+
+from app.auth import routes  # noqa: E402,F401

@@ -1,0 +1,81 @@
+"""Views for the account pages."""
+
+from urllib.parse import urlsplit
+
+from flask import flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_user, logout_user
+from flask_wtf.csrf import CSRFError
+
+from app.auth import bp
+from app.auth.forms import LoginForm, LogoutForm, RegisterForm
+from app.errors import ServiceError
+from app.services import users
+
+
+def _safe_next(target: str | None) -> str:
+    """Only same-site relative paths are followed after sign-in."""
+    if target and target.startswith("/") and not target.startswith("//") and not urlsplit(target).netloc:
+        return target
+    return url_for("chat.index")
+
+
+@bp.app_context_processor
+def inject_logout_form() -> dict:
+    return {"logout_form": LogoutForm() if current_user.is_authenticated else None}
+
+
+@bp.route("/register", methods=["GET", "POST"])
+def register():
+    if current_user.is_authenticated:
+        return redirect(url_for("chat.index"))
+    form = RegisterForm()
+    if form.validate_on_submit():
+        try:
+            user = users.register_user(form.username.data, form.password.data)
+        except ServiceError as error:
+            form.username.errors.append("That username is taken." if error.code == "conflict" else error.message)
+        else:
+            login_user(user)
+            flash(f"Welcome, {user.username}!", "success")
+            return redirect(url_for("chat.index"))
+    return render_template("auth/register.html", form=form), 400 if request.method == "POST" else 200
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    if current_user.is_authenticated:
+        return redirect(_safe_next(request.args.get("next")))
+    form = LoginForm()
+    status = 200
+    if form.validate_on_submit():
+        try:
+            user = users.authenticate(form.username.data, form.password.data)
+        except ServiceError as error:
+            flash(
+                "Wrong username or password." if error.code == "unauthorized" else error.message,
+                "error",
+            )
+            status = 401 if error.code == "unauthorized" else 403
+        else:
+            login_user(user)
+            return redirect(_safe_next(request.args.get("next")))
+    elif request.method == "POST":
+        status = 400
+    return render_template("auth/login.html", form=form), status
+
+
+@bp.route("/logout", methods=["POST"])
+def logout():
+    form = LogoutForm()
+    if form.validate_on_submit():
+        logout_user()
+        flash("You have signed out.", "info")
+    return redirect(url_for("auth.login"))
+
+
+@bp.app_errorhandler(CSRFError)
+def csrf_error(error: CSRFError):
+    flash("Your form expired or was sent from elsewhere. Please try again.", "error")
+    if request.path in ("/login", "/register"):
+        return redirect(request.url)
+    return redirect(url_for("auth.login"))

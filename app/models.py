@@ -1,0 +1,152 @@
+"""Database models: users, rooms, memberships, messages and the admin audit log."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from app.extensions import db
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def isoformat(moment: datetime) -> str:
+    """Times are stored naive in UTC and sent as ISO 8601 with a Z."""
+    return moment.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+
+
+class User(db.Model):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(sa.String(32))
+    # Usernames are unique case-insensitively; the lowered form carries the constraint.
+    username_key: Mapped[str] = mapped_column(sa.String(32), unique=True)
+    password_hash: Mapped[str] = mapped_column(sa.String(256))
+    is_admin: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    banned: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    ban_reason: Mapped[str | None] = mapped_column(sa.String(500))
+    muted_until: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    memberships: Mapped[list[RoomMembership]] = relationship(back_populates="user", cascade="all, delete-orphan")
+
+    # Flask-Login protocol
+    is_authenticated = True
+    is_anonymous = False
+
+    @property
+    def is_active(self) -> bool:
+        return not self.banned
+
+    def get_id(self) -> str:
+        return str(self.id)
+
+    def set_password(self, password: str) -> None:
+        self.password_hash = generate_password_hash(password)
+
+    def check_password(self, password: str) -> bool:
+        return check_password_hash(self.password_hash, password)
+
+    def is_muted(self, now: datetime | None = None) -> bool:
+        return self.muted_until is not None and self.muted_until > (now or utcnow())
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "username": self.username, "is_admin": self.is_admin}
+
+
+class Room(db.Model):
+    __tablename__ = "rooms"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+
+    memberships: Mapped[list[RoomMembership]] = relationship(back_populates="room", cascade="all, delete-orphan")
+
+
+class RoomMembership(db.Model):
+    __tablename__ = "room_memberships"
+
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    room_id: Mapped[int] = mapped_column(sa.ForeignKey("rooms.id", ondelete="CASCADE"), primary_key=True, index=True)
+    joined_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Highest message id the user has read in this room; drives unread counts.
+    last_read_id: Mapped[int] = mapped_column(default=0, server_default="0")
+
+    user: Mapped[User] = relationship(back_populates="memberships")
+    room: Mapped[Room] = relationship(back_populates="memberships")
+
+
+class Message(db.Model):
+    """A room message (room_id set) or a direct message (recipient_id set)."""
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        sa.UniqueConstraint("sender_id", "client_id", name="uq_messages_sender_client_id"),
+        sa.Index("ix_messages_room_id_id", "room_id", "id"),
+        sa.Index("ix_messages_recipient_id_id", "recipient_id", "id"),
+        sa.Index("ix_messages_sender_id_id", "sender_id", "id"),
+        sa.Index("ix_messages_dm_pair_id", "dm_pair", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    room_id: Mapped[int | None] = mapped_column(sa.ForeignKey("rooms.id", ondelete="CASCADE"))
+    sender_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
+    recipient_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
+    # "low:high" user ids of a direct conversation, so one index serves both directions.
+    dm_pair: Mapped[str | None] = mapped_column(sa.String(41))
+    body: Mapped[str] = mapped_column(sa.Text)
+    client_id: Mapped[str | None] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    deleted: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+
+    sender: Mapped[User] = relationship(foreign_keys=[sender_id], lazy="joined", innerjoin=True)
+    recipient: Mapped[User | None] = relationship(foreign_keys=[recipient_id], lazy="joined")
+    room: Mapped[Room | None] = relationship(lazy="joined")
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "room": self.room.name if self.room is not None else None,
+            "sender": self.sender.to_dict(),
+            "recipient": self.recipient.to_dict() if self.recipient is not None else None,
+            "body": "" if self.deleted else self.body,
+            "client_id": self.client_id,
+            "created_at": isoformat(self.created_at),
+            "deleted": self.deleted,
+        }
+
+
+class AuditEntry(db.Model):
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    admin_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
+    action: Mapped[str] = mapped_column(sa.String(32))
+    target: Mapped[str] = mapped_column(sa.String(200))
+    details: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    admin: Mapped[User] = relationship(lazy="joined")
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "admin": self.admin.to_dict(),
+            "action": self.action,
+            "target": self.target,
+            "details": self.details,
+            "created_at": isoformat(self.created_at),
+        }
+
+
+def dm_pair(a: int, b: int) -> str:
+    low, high = sorted((a, b))
+    return f"{low}:{high}"

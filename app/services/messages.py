@@ -1,0 +1,215 @@
+"""Posting, reading and catching up on messages.
+
+Every message goes through ``MessageWriter``: callers queue a draft and the first
+caller to take the write lock commits every queued draft in one transaction
+(group commit), so a burst costs one commit instead of one per message. A
+draft is answered only after that commit.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import sqlalchemy as sa
+
+from app.database import write_lock, write_transaction
+from app.errors import ServiceError
+from app.extensions import db
+from app.models import Message, Room, RoomMembership, User, dm_pair, utcnow
+from app.services import validation
+from app.services.rooms import get_room
+
+SYNC_LIMIT = 500
+
+
+@dataclass
+class Draft:
+    sender_id: int
+    body: str
+    client_id: str | None
+    room_id: int | None = None
+    recipient_id: int | None = None
+    result: dict | None = None
+    duplicate: bool = False
+    error: BaseException | None = None
+    done: bool = False
+
+
+@dataclass
+class Posted:
+    """What a post returns: the MESSAGE and whether it was already stored (a repeated client_id)."""
+
+    message: dict
+    duplicate: bool
+
+
+@dataclass
+class MessageWriter:
+    pending: list[Draft] = field(default_factory=list)
+    pending_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def write(self, draft: Draft) -> Posted:
+        with self.pending_lock:
+            self.pending.append(draft)
+        with write_lock():
+            if not draft.done:
+                with self.pending_lock:
+                    batch, self.pending = self.pending, []
+                self._commit(batch)
+        if draft.error is not None:
+            raise draft.error
+        assert draft.result is not None
+        return Posted(draft.result, draft.duplicate)
+
+    def _commit(self, batch: list[Draft]) -> None:
+        try:
+            with write_transaction(ordered=True) as session:
+                stored = _stored_by_client_id(session, batch)
+                _load_related(session, batch)
+                fresh: list[tuple[Draft, Message]] = []
+                for draft in batch:
+                    key = (draft.sender_id, draft.client_id)
+                    if draft.client_id is not None and key in stored:
+                        draft.result, draft.duplicate = stored[key], True
+                        continue
+                    message = Message(
+                        sender_id=draft.sender_id,
+                        room_id=draft.room_id,
+                        recipient_id=draft.recipient_id,
+                        dm_pair=dm_pair(draft.sender_id, draft.recipient_id) if draft.recipient_id else None,
+                        body=draft.body,
+                        client_id=draft.client_id,
+                        created_at=utcnow(),
+                    )
+                    session.add(message)
+                    fresh.append((draft, message))
+                    if draft.client_id is not None:
+                        stored[key] = None  # a repeat later in this batch waits for this one
+                session.flush()
+                for draft, message in fresh:
+                    draft.result = message.to_dict()
+                    if draft.client_id is not None:
+                        stored[(draft.sender_id, draft.client_id)] = draft.result
+                for draft in batch:
+                    if draft.duplicate and draft.result is None:
+                        draft.result = stored[(draft.sender_id, draft.client_id)]
+        except Exception as exc:  # every draft of a failed batch learns of the failure
+            for draft in batch:
+                draft.error = exc
+                draft.result = None
+        finally:
+            for draft in batch:
+                draft.done = True
+
+
+def _load_related(session, batch: list[Draft]) -> None:
+    """Put every sender, recipient and room of the batch in the identity map with two queries,
+    so building the MESSAGE payloads after the flush issues none."""
+    user_ids = {d.sender_id for d in batch} | {d.recipient_id for d in batch if d.recipient_id}
+    room_ids = {d.room_id for d in batch if d.room_id}
+    session.scalars(sa.select(User).where(User.id.in_(user_ids))).all()
+    if room_ids:
+        session.scalars(sa.select(Room).where(Room.id.in_(room_ids))).all()
+
+
+def _stored_by_client_id(session, batch: list[Draft]) -> dict[tuple[int, str], dict | None]:
+    keys = {(d.sender_id, d.client_id) for d in batch if d.client_id is not None}
+    if not keys:
+        return {}
+    conditions = [sa.and_(Message.sender_id == s, Message.client_id == c) for s, c in keys]
+    rows = session.scalars(sa.select(Message).where(sa.or_(*conditions)))
+    return {(m.sender_id, m.client_id): m.to_dict() for m in rows}
+
+
+writer = MessageWriter()
+
+
+def _check_can_post(user: User) -> None:
+    if user.banned:
+        raise ServiceError("banned", "this account is banned")
+    if user.is_muted():
+        raise ServiceError(
+            "muted",
+            f"you are muted until {user.muted_until.isoformat(timespec='seconds')}Z",
+        )
+
+
+def post_room_message(user: User, room_name, body, client_id=None) -> Posted:
+    text = validation.body(body)
+    cid = validation.client_id(client_id)
+    room = get_room(room_name)
+    _check_can_post(user)
+    if db.session.get(RoomMembership, (user.id, room.id)) is None:
+        raise ServiceError("forbidden", f"join {room.name} before posting to it")
+    return writer.write(Draft(sender_id=user.id, room_id=room.id, body=text, client_id=cid))
+
+
+def post_direct_message(user: User, recipient: User, body, client_id=None) -> Posted:
+    text = validation.body(body)
+    cid = validation.client_id(client_id)
+    _check_can_post(user)
+    return writer.write(Draft(sender_id=user.id, recipient_id=recipient.id, body=text, client_id=cid))
+
+
+def _page(stmt, before: int | None, limit: int) -> tuple[list[dict], bool]:
+    """A keyset page read backwards from ``before``, returned oldest first."""
+    if before is not None:
+        stmt = stmt.where(Message.id < before)
+    rows = list(db.session.scalars(stmt.order_by(Message.id.desc()).limit(limit + 1)))
+    has_more = len(rows) > limit
+    return [m.to_dict() for m in reversed(rows[:limit])], has_more
+
+
+def room_history(room_name, before=None, limit=None) -> tuple[list[dict], bool]:
+    room = get_room(room_name)
+    before = validation.optional_integer(before, "before", minimum=1)
+    return _page(
+        sa.select(Message).where(Message.room_id == room.id),
+        before,
+        validation.limit(limit),
+    )
+
+
+def dm_history(user: User, other: User, before=None, limit=None) -> tuple[list[dict], bool]:
+    before = validation.optional_integer(before, "before", minimum=1)
+    stmt = sa.select(Message).where(Message.dm_pair == dm_pair(user.id, other.id))
+    return _page(stmt, before, validation.limit(limit))
+
+
+def sync(user: User, after) -> tuple[list[dict], bool]:
+    """Every room message of the user's rooms and every DM of the user with id > after."""
+    after = validation.integer(after, "after", minimum=0)
+    member_rooms = sa.select(RoomMembership.room_id).where(RoomMembership.user_id == user.id)
+    stmt = (
+        sa.select(Message)
+        .where(
+            Message.id > after,
+            sa.or_(
+                Message.room_id.in_(member_rooms),
+                Message.recipient_id == user.id,
+                sa.and_(Message.sender_id == user.id, Message.recipient_id.is_not(None)),
+            ),
+        )
+        .order_by(Message.id)
+        .limit(SYNC_LIMIT + 1)
+    )
+    rows = list(db.session.scalars(stmt))
+    return [m.to_dict() for m in rows[:SYNC_LIMIT]], len(rows) > SYNC_LIMIT
+
+
+def delete_message(message_id) -> dict:
+    message_id = validation.integer(message_id, "id", minimum=1)
+    with write_transaction() as session:
+        message = session.get(Message, message_id)
+        if message is None:
+            raise ServiceError("not_found", "no such message")
+        message.deleted = True
+        result = message.to_dict()
+    return result
+
+
+def count_since(seconds: int = 60) -> int:
+    since = utcnow() - timedelta(seconds=seconds)
+    return db.session.scalar(sa.select(sa.func.count(Message.id)).where(Message.created_at >= since)) or 0

@@ -1,0 +1,105 @@
+"""The registry of connected `/` sockets behind presence, `who`, `sockets` and `stats`.
+
+One interface, two stores: in process memory for a single worker, in Redis when
+several workers share the load (``REDIS_URL``).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class SocketInfo:
+    sid: str
+    user: dict
+    transport: str
+    connected_at: str
+    rooms: list[str] = field(default_factory=list)
+
+    @property
+    def user_id(self) -> int:
+        return self.user["id"]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class PresenceStore:
+    """Interface: every method is safe to call from any greenlet or thread."""
+
+    def add(self, info: SocketInfo) -> bool:
+        """Register a socket; True when it is the user's first."""
+        raise NotImplementedError
+
+    def remove(self, sid: str) -> tuple[SocketInfo | None, bool]:
+        """Forget a socket; returns its info and True when it was the user's last."""
+        raise NotImplementedError
+
+    def get(self, sid: str) -> SocketInfo | None:
+        raise NotImplementedError
+
+    def sids_of(self, user_id: int) -> list[str]:
+        raise NotImplementedError
+
+    def online_user_ids(self) -> set[int]:
+        raise NotImplementedError
+
+    def all(self) -> list[SocketInfo]:
+        raise NotImplementedError
+
+    def update(self, sid: str, *, transport: str | None = None, rooms: list[str] | None = None) -> None:
+        raise NotImplementedError
+
+
+class MemoryPresenceStore(PresenceStore):
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sockets: dict[str, SocketInfo] = {}
+        self._by_user: dict[int, set[str]] = {}
+
+    def add(self, info: SocketInfo) -> bool:
+        with self._lock:
+            self._sockets[info.sid] = info
+            sids = self._by_user.setdefault(info.user_id, set())
+            first = not sids
+            sids.add(info.sid)
+            return first
+
+    def remove(self, sid: str) -> tuple[SocketInfo | None, bool]:
+        with self._lock:
+            info = self._sockets.pop(sid, None)
+            if info is None:
+                return None, False
+            sids = self._by_user.get(info.user_id, set())
+            sids.discard(sid)
+            if not sids:
+                self._by_user.pop(info.user_id, None)
+                return info, True
+            return info, False
+
+    def get(self, sid: str) -> SocketInfo | None:
+        return self._sockets.get(sid)
+
+    def sids_of(self, user_id: int) -> list[str]:
+        with self._lock:
+            return sorted(self._by_user.get(user_id, ()))
+
+    def online_user_ids(self) -> set[int]:
+        with self._lock:
+            return set(self._by_user)
+
+    def all(self) -> list[SocketInfo]:
+        with self._lock:
+            return list(self._sockets.values())
+
+    def update(self, sid: str, *, transport: str | None = None, rooms: list[str] | None = None) -> None:
+        with self._lock:
+            info = self._sockets.get(sid)
+            if info is None:
+                return
+            if transport is not None:
+                info.transport = transport
+            if rooms is not None:
+                info.rooms = sorted(rooms)

@@ -1,0 +1,134 @@
+"""Accounts: registration, credentials, bearer tokens, admin rights, bans and mutes."""
+
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlalchemy.exc import IntegrityError
+
+from app.database import write_transaction
+from app.errors import ServiceError
+from app.extensions import db
+from app.models import RoomMembership, User, isoformat, utcnow
+from app.services import validation
+from app.services.rooms import ensure_general
+
+TOKEN_SALT = "switchboard-api-token"
+
+
+def find_user(username: str) -> User | None:
+    if not isinstance(username, str):
+        return None
+    return db.session.scalar(sa.select(User).where(User.username_key == username.lower()))
+
+
+def get_user(username) -> User:
+    user = find_user(username)
+    if user is None:
+        raise ServiceError("not_found", "no such user")
+    return user
+
+
+def register_user(username, password) -> User:
+    """Create an account and make it a member of general."""
+    name = validation.username(username)
+    secret = validation.password(password)
+    if find_user(name) is not None:
+        raise ServiceError("conflict", "that username is taken")
+    user = User(username=name, username_key=name.lower())
+    user.set_password(secret)
+    try:
+        with write_transaction() as session:
+            general = ensure_general(session)
+            session.add(user)
+            session.flush()
+            session.add(RoomMembership(user_id=user.id, room_id=general.id))
+    except IntegrityError:
+        raise ServiceError("conflict", "that username is taken") from None
+    return user
+
+
+def authenticate(username, password) -> User:
+    user = find_user(username) if isinstance(username, str) else None
+    if user is None or not isinstance(password, str) or not user.check_password(password):
+        raise ServiceError("unauthorized", "wrong username or password")
+    if user.banned:
+        raise ServiceError("banned", ban_message(user))
+    return user
+
+
+def ban_message(user: User) -> str:
+    return f"this account is banned: {user.ban_reason}" if user.ban_reason else "this account is banned"
+
+
+def issue_token(user: User, secret_key: str, ttl_seconds: int) -> dict:
+    token = URLSafeTimedSerializer(secret_key, salt=TOKEN_SALT).dumps({"uid": user.id})
+    expires_at = utcnow() + timedelta(seconds=ttl_seconds)
+    return {"token": token, "expires_at": isoformat(expires_at), "user": user.to_dict()}
+
+
+def user_from_token(token, secret_key: str, ttl_seconds: int) -> User:
+    if not isinstance(token, str) or not token:
+        raise ServiceError("unauthorized", "a valid token is required")
+    try:
+        data = URLSafeTimedSerializer(secret_key, salt=TOKEN_SALT).loads(token, max_age=ttl_seconds)
+    except SignatureExpired:
+        raise ServiceError("unauthorized", "the token has expired") from None
+    except BadSignature:
+        raise ServiceError("unauthorized", "the token is not valid") from None
+    user = db.session.get(User, data.get("uid")) if isinstance(data, dict) else None
+    if user is None:
+        raise ServiceError("unauthorized", "the token is not valid")
+    if user.banned:
+        raise ServiceError("banned", ban_message(user))
+    return user
+
+
+def create_admin(username: str, password: str | None) -> tuple[User, bool]:
+    """Create an admin, or promote an existing user; returns (user, created)."""
+    user = find_user(username)
+    if user is None:
+        if password is None:
+            raise ServiceError("invalid", "a password is required to create a new user")
+        user = register_user(username, password)
+        created = True
+    else:
+        created = False
+        if password is not None:
+            validation.password(password)
+    with write_transaction():
+        user = db.session.get(User, user.id)
+        user.is_admin = True
+        if password is not None and not created:
+            user.set_password(password)
+    return user, created
+
+
+def set_admin(username, is_admin: bool) -> User:
+    with write_transaction():
+        user = get_user(username)
+        user.is_admin = is_admin
+    return user
+
+
+def set_banned(username, banned: bool, reason: str | None = None) -> User:
+    with write_transaction():
+        user = get_user(username)
+        user.banned = banned
+        user.ban_reason = reason if banned else None
+    return user
+
+
+def set_muted_until(username, until: datetime | None) -> User:
+    with write_transaction():
+        user = get_user(username)
+        user.muted_until = until
+    return user
+
+
+def search_users(query: str, limit: int = 50) -> list[User]:
+    stmt = sa.select(User).order_by(User.username_key).limit(limit)
+    if query:
+        escaped = query.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        stmt = stmt.where(User.username_key.like(f"%{escaped}%", escape="\\"))
+    return list(db.session.scalars(stmt))

@@ -1,0 +1,115 @@
+"""Payload checks shared by the socket handlers and the JSON API."""
+
+import re
+from typing import Any
+
+from app.errors import ServiceError
+
+USERNAME_RE = re.compile(r"[A-Za-z0-9_.\-]{3,32}")
+ROOM_RE = re.compile(r"[a-z0-9][a-z0-9_\-]{0,63}")
+MAX_BODY = 4000
+MAX_CLIENT_ID = 64
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 100
+
+
+def payload(data: Any) -> dict:
+    """Socket payloads are JSON objects; a missing payload counts as empty."""
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ServiceError("invalid", "payload must be a JSON object")
+    return data
+
+
+def string(data: dict, field: str, *, required: bool = True) -> str | None:
+    value = data.get(field)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str):
+        raise ServiceError("invalid", f"{field} must be a string")
+    return value
+
+
+def username(value: Any, field: str = "username") -> str:
+    if not isinstance(value, str) or not USERNAME_RE.fullmatch(value):
+        raise ServiceError(
+            "invalid",
+            f"{field} must be 3-32 characters of letters, digits, '_', '.' or '-'",
+        )
+    return value
+
+
+def password(value: Any) -> str:
+    if not isinstance(value, str) or not 8 <= len(value) <= 128:
+        raise ServiceError("invalid", "password must be 8-128 characters")
+    return value
+
+
+def room_name(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ServiceError("invalid", "room must be a string")
+    if len(value) > 64:
+        raise ServiceError("too_large", "room names are at most 64 characters")
+    if not ROOM_RE.fullmatch(value):
+        raise ServiceError(
+            "invalid",
+            "room names are 1-64 characters of a-z, 0-9, '_' and '-', starting with a letter or digit",
+        )
+    return value
+
+
+def body(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ServiceError("invalid", "body must be a string")
+    text = value.strip()
+    if not text:
+        raise ServiceError("invalid", "body must not be empty")
+    if len(text) > MAX_BODY:
+        raise ServiceError("too_large", f"body is limited to {MAX_BODY} characters")
+    return text
+
+
+def client_id(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ServiceError("invalid", "client_id must be a non-empty string")
+    if len(value) > MAX_CLIENT_ID:
+        raise ServiceError("too_large", f"client_id is limited to {MAX_CLIENT_ID} characters")
+    return value
+
+
+def integer(value: Any, field: str, *, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ServiceError("invalid", f"{field} must be an integer >= {minimum}")
+    return value
+
+
+def optional_integer(value: Any, field: str, *, minimum: int = 0) -> int | None:
+    return None if value is None else integer(value, field, minimum=minimum)
+
+
+def limit(value: Any, default: int = DEFAULT_LIMIT, maximum: int = MAX_LIMIT) -> int:
+    """Page sizes default to 50; larger requests are clamped to the maximum."""
+    if value is None:
+        return default
+    return min(integer(value, "limit", minimum=1), maximum)
+
+
+def boolean(value: Any, field: str) -> bool:
+    if not isinstance(value, bool):
+        raise ServiceError("invalid", f"{field} must be true or false")
+    return value
+
+
+def query_int(args: Any, field: str, *, minimum: int = 0) -> int | None:
+    """Integers from a query string (the JSON API's paging parameters)."""
+    raw = args.get(field)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ServiceError("invalid", f"{field} must be an integer") from None
+    return integer(value, field, minimum=minimum)

@@ -1,0 +1,36 @@
+"""Socket.IO namespaces and the shared state they use."""
+
+from flask import Flask
+from flask_socketio import SocketIO
+
+from app.services.presence import MemoryPresenceStore
+from app.services.ratelimit import MemoryRateLimiter
+
+
+def init_namespaces(app: Flask, socketio: SocketIO) -> None:
+    from app.sockets.admin import AdminNamespace
+    from app.sockets.chat import ChatNamespace
+
+    if app.config["REDIS_URL"]:
+        from app.services.redis_state import (
+            RedisPresenceStore,
+            RedisRateLimiter,
+            redis_client,
+        )
+
+        client = redis_client(app.config["REDIS_URL"])
+        prefix = app.config["REDIS_PREFIX"]
+        presence = RedisPresenceStore(client, prefix)
+        limiter = RedisRateLimiter(
+            client,
+            prefix,
+            app.config["RATE_LIMIT_COUNT"],
+            app.config["RATE_LIMIT_WINDOW_SECONDS"],
+        )
+    else:
+        presence = MemoryPresenceStore()
+        limiter = MemoryRateLimiter(app.config["RATE_LIMIT_COUNT"], app.config["RATE_LIMIT_WINDOW_SECONDS"])
+    app.extensions["switchboard.presence"] = presence
+    app.extensions["switchboard.rate_limiter"] = limiter
+    socketio.on_namespace(ChatNamespace("/", presence=presence, limiter=limiter))
+    socketio.on_namespace(AdminNamespace("/admin", presence=presence))

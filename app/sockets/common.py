@@ -1,0 +1,102 @@
+"""What every namespace shares: acks, the handler guard, and authentication on connect."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from datetime import UTC, datetime
+
+from flask import current_app, request, session
+from flask_login import current_user
+from flask_socketio import ConnectionRefusedError, Namespace
+
+from app.errors import ServiceError
+from app.extensions import db
+from app.models import User, isoformat
+from app.services import users
+
+log = logging.getLogger("switchboard.sockets")
+
+
+def ack(**data) -> dict:
+    return {"ok": True, **data}
+
+
+def ack_error(code: str, message: str) -> dict:
+    return {"ok": False, "error": {"code": code, "message": message}}
+
+
+def event_handler(method):
+    """Run an ``on_<event>`` method: one payload in, one ack out, whatever happens.
+
+    Refusals become error acks; anything unexpected is logged and answered
+    ``internal``. Extra or missing arguments never reach the method as a TypeError.
+    """
+
+    @functools.wraps(method)
+    def wrapper(self, *args):
+        try:
+            result = method(self, args[0] if args else None)
+            return ack(**result) if result is not None else ack()
+        except ServiceError as error:
+            db.session.rollback()
+            return ack_error(error.code, error.message)
+        except Exception:
+            log.exception(
+                "error in %s handler %s",
+                getattr(self, "namespace", "?"),
+                method.__name__,
+            )
+            db.session.rollback()
+            return ack_error("internal", "internal server error")
+
+    return wrapper
+
+
+class GuardedNamespace(Namespace):
+    """A namespace that answers unknown events with an error ack instead of silence."""
+
+    def trigger_event(self, event, *args):
+        if event not in ("connect", "disconnect") and not hasattr(self, f"on_{event}"):
+            return ack_error("invalid", f"unknown event {event!r}")
+        return super().trigger_event(event, *args)
+
+
+def now_iso() -> str:
+    return isoformat(datetime.now(UTC))
+
+
+def connecting_user(auth) -> User:
+    """The user opening a socket, from ``auth.token`` or the session cookie.
+
+    Refusals raise ConnectionRefusedError, whose message the client sees in connect_error.
+    """
+    token = auth.get("token") if isinstance(auth, dict) else None
+    try:
+        if token is not None:
+            return users.user_from_token(
+                token,
+                current_app.config["SECRET_KEY"],
+                current_app.config["TOKEN_TTL_SECONDS"],
+            )
+        if current_user.is_authenticated:
+            return current_user._get_current_object()
+        user_id = session.get("_user_id")
+        if isinstance(user_id, str) and user_id.isdigit():
+            user = db.session.get(User, int(user_id))
+            if user is not None and user.banned:
+                raise ServiceError("banned", users.ban_message(user))
+    except ServiceError as error:
+        raise ConnectionRefusedError(error.code) from None
+    raise ConnectionRefusedError("unauthorized")
+
+
+def transport_of(socketio, sid: str, namespace: str) -> str:
+    try:
+        return socketio.server.transport(sid, namespace=namespace)
+    except (KeyError, TypeError):
+        return "unknown"
+
+
+def current_sid() -> str:
+    return request.sid

@@ -1,0 +1,100 @@
+"""Shared fixtures: the app on a fresh database, HTTP and CLI clients, users, socket clients."""
+
+from __future__ import annotations
+
+import itertools
+import os
+
+import pytest
+
+os.environ.setdefault("SWITCHBOARD_ENV", "testing")
+
+from app import create_app  # noqa: E402
+from app.config import TestingConfig  # noqa: E402
+from app.extensions import db, socketio  # noqa: E402
+from app.models import Room  # noqa: E402
+from app.services import users  # noqa: E402
+from tests.support import components  # noqa: E402
+
+PASSWORD = "correct horse battery"
+_names = itertools.count(1)
+
+
+@pytest.fixture(params=["sqlite"])
+def database_url(request, tmp_path):
+    """A fresh, empty database. Tests that must also hold on PostgreSQL parametrize this
+    with ``@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)``."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'test.db'}"
+    else:
+        url = components.create_postgres_database()
+        yield url
+        components.drop_postgres_database(url)
+
+
+@pytest.fixture
+def app(database_url):
+    app = create_app(type("Config", (TestingConfig,), {"SQLALCHEMY_DATABASE_URI": database_url}))
+    with app.app_context():
+        db.create_all()
+        db.session.add(Room(name="general"))
+        db.session.commit()
+        yield app
+        db.session.remove()
+        db.drop_all()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def make_user(app):
+    """Create a user: ``make_user()``, ``make_user("ann")``, ``make_user(admin=True)``."""
+
+    def factory(username: str | None = None, *, password: str = PASSWORD, admin: bool = False):
+        name = username or f"user{next(_names)}"
+        user = users.register_user(name, password)
+        if admin:
+            user = users.set_admin(name, True)
+        return user
+
+    return factory
+
+
+@pytest.fixture
+def login(app):
+    """Log a test client in through the real login form; returns the client."""
+
+    def do_login(user, password: str = PASSWORD, client=None):
+        client = client or app.test_client()
+        response = client.post("/login", data={"username": user.username, "password": password})
+        assert response.status_code == 302, response.data
+        return client
+
+    return do_login
+
+
+@pytest.fixture
+def socket_client(app, login):
+    """A Socket.IO test client signed in as ``user`` through the login cookie."""
+    created = []
+
+    def connect(user, namespace: str = "/", *, password: str = PASSWORD, flask_client=None):
+        flask_client = flask_client or login(user, password)
+        sio = socketio.test_client(app, namespace=namespace, flask_test_client=flask_client)
+        created.append(sio)
+        return sio
+
+    yield connect
+    for sio in created:
+        for namespace in ("/", "/admin"):
+            if sio.is_connected(namespace):
+                sio.disconnect(namespace=namespace)
