@@ -98,3 +98,31 @@ def socket_client(app, login):
         for namespace in ("/", "/admin"):
             if sio.is_connected(namespace):
                 sio.disconnect(namespace=namespace)
+
+
+@pytest.fixture
+def live_server_factory(tmp_path):
+    """Start real servers: ``live_server_factory(database_url=None, **LiveServer kwargs)``.
+
+    Each gets a fresh SQLite file unless a database URL is given; all are stopped at teardown.
+    """
+    from tests.support.live_server import LiveServer
+
+    servers = []
+
+    def start(database_url: str | None = None, **kwargs):
+        index = len(servers)
+        url = database_url or f"sqlite:///{tmp_path / f'live{index}.db'}"
+        server = LiveServer(url, tmp_path / f"server{index}.log", **kwargs).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def live_server(live_server_factory):
+    """One real gunicorn + gevent-websocket server on a free port with a fresh SQLite database."""
+    return live_server_factory()
