@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+from dataclasses import dataclass
 
 import pytest
 
@@ -17,6 +18,23 @@ from app.services import users  # noqa: E402
 from tests.support import components  # noqa: E402
 
 PASSWORD = "correct horse battery"
+
+
+@dataclass(frozen=True)
+class TestUser:
+    """What a test needs of a user it created, usable outside any app context."""
+
+    __test__ = False  # not a test class, despite the name
+
+    id: int
+    username: str
+    is_admin: bool
+    password: str
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "username": self.username, "is_admin": self.is_admin}
+
+
 _names = itertools.count(1)
 
 
@@ -39,10 +57,21 @@ def app(database_url):
         db.create_all()
         db.session.add(Room(name="general"))
         db.session.commit()
-        yield app
+    # No app context stays pushed: requests and socket events must each get their own
+    # (a shared one would share flask.g, and with it Flask-Login's cached user).
+    yield app
+    with app.app_context():
         db.session.remove()
         db.drop_all()
         db.engine.dispose()
+
+
+@pytest.fixture
+def ctx(app):
+    """An application context, for tests that call services directly."""
+    with app.app_context():
+        yield
+        db.session.remove()
 
 
 @pytest.fixture
@@ -59,12 +88,13 @@ def runner(app):
 def make_user(app):
     """Create a user: ``make_user()``, ``make_user("ann")``, ``make_user(admin=True)``."""
 
-    def factory(username: str | None = None, *, password: str = PASSWORD, admin: bool = False):
+    def factory(username: str | None = None, *, password: str = PASSWORD, admin: bool = False) -> TestUser:
         name = username or f"user{next(_names)}"
-        user = users.register_user(name, password)
-        if admin:
-            user = users.set_admin(name, True)
-        return user
+        with app.app_context():
+            user = users.register_user(name, password)
+            if admin:
+                user = users.set_admin(name, True)
+            return TestUser(id=user.id, username=user.username, is_admin=user.is_admin, password=password)
 
     return factory
 
@@ -73,8 +103,9 @@ def make_user(app):
 def login(app):
     """Log a test client in through the real login form; returns the client."""
 
-    def do_login(user, password: str = PASSWORD, client=None):
+    def do_login(user, password: str | None = None, client=None):
         client = client or app.test_client()
+        password = password or getattr(user, "password", PASSWORD)
         response = client.post("/login", data={"username": user.username, "password": password})
         assert response.status_code == 302, response.data
         return client
@@ -87,7 +118,7 @@ def socket_client(app, login):
     """A Socket.IO test client signed in as ``user`` through the login cookie."""
     created = []
 
-    def connect(user, namespace: str = "/", *, password: str = PASSWORD, flask_client=None):
+    def connect(user, namespace: str = "/", *, password: str | None = None, flask_client=None):
         flask_client = flask_client or login(user, password)
         sio = socketio.test_client(app, namespace=namespace, flask_test_client=flask_client)
         created.append(sio)

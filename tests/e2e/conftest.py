@@ -1,4 +1,5 @@
 """Browser tests: Debian's Chromium driven by Playwright against a real server."""
+
 from pathlib import Path
 
 import pytest
