@@ -48,6 +48,8 @@ class TestingConfig(Config):
     SQLALCHEMY_DATABASE_URI = os.environ.get("TEST_DATABASE_URL") or "sqlite://"
     WTF_CSRF_ENABLED = False
     SOCKETIO_ASYNC_MODE = "threading"
+    # scrypt costs ~0.1 s per hash; hundreds of test users and logins would spend most of the suite there.
+    PASSWORD_HASH_METHOD = "pbkdf2:sha256:1000"
     STATS_INTERVAL_SECONDS = 0  # no background push in unit tests
 
 
