@@ -110,13 +110,19 @@ def room_dicts(rooms: list[Room], online_user_ids: set[int]) -> list[dict]:
     ]
 
 
-def mark_read(user_id: int, name, message_id: int) -> int:
-    """Move the member's read marker forward (never back); returns the marker."""
+def mark_read(user_id: int, name, message_id) -> int:
+    """Move the member's read marker forward (never back) to a message of the room; returns the marker."""
     room = get_room(name)
+    message_id = validation.integer(message_id, "id", minimum=1)
     with write_transaction() as session:
         membership = session.get(RoomMembership, (user_id, room.id))
         if membership is None:
             raise ServiceError("forbidden", "only members keep a read marker")
+        # Only a real message of this room may move the marker, so no id from the
+        # future can mark messages read before they are written.
+        message = session.get(Message, message_id)
+        if message is None or message.room_id != room.id:
+            raise ServiceError("not_found", f"no message {message_id} in {room.name}")
         membership.last_read_id = max(membership.last_read_id, message_id)
         marker = membership.last_read_id
     return marker

@@ -62,6 +62,7 @@ class ChatNamespace(GuardedNamespace):
                 "user": user_dict,
                 "sid": sid,
                 "rooms": rooms.room_dicts(member_rooms, online),
+                "unread": self._unread(user.id, member_rooms),
             },
             room=sid,
         )
@@ -100,6 +101,12 @@ class ChatNamespace(GuardedNamespace):
             )
         if not within_limit:
             raise ServiceError("rate_limited", "slow down: at most 20 messages in 10 seconds")
+
+    @staticmethod
+    def _unread(user_id: int, member_rooms) -> dict[str, int]:
+        """Unread counts of every member room, zero included, so clients can trust the whole map."""
+        counts = rooms.unread_counts(user_id)
+        return {room.name: counts.get(room.name, 0) for room in member_rooms}
 
     def _broadcast(self, event: str, data: dict, *, to: str, skip_sid=None) -> None:
         """Emit after a commit: a failed emit is logged, never turned into a failed ack."""
@@ -236,6 +243,14 @@ class ChatNamespace(GuardedNamespace):
         for entry in listed:
             entry["sids"].sort()
         return {"users": listed}
+
+    @event_handler
+    def on_read(self, data):
+        data = validation.payload(data)
+        info = self._socket()
+        name = validation.room_name(data.get("room"))
+        marker = rooms.mark_read(info.user_id, name, data.get("id"))
+        return {"room": name, "last_read_id": marker}
 
     @event_handler
     def on_typing(self, data):
