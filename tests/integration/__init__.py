@@ -1,0 +1,1 @@
+"""Tests against a real gunicorn + gevent-websocket server over real transports."""
