@@ -1,0 +1,1 @@
+"""Service tests: the rules, without HTTP or sockets."""
