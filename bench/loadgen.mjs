@@ -354,10 +354,11 @@ const commands = {
       deliveries_per_s: delivered / deliverySpan,
       latency_ms: percentiles(deliveryMs),
       ack_ms: percentiles(ackMs),
+      // The histogram counts each 5 ms sampling period itself; what is left is the loop's lag.
       loop_delay_ms: {
-        p50: loopDelay.percentile(50) / 1e6,
-        p99: loopDelay.percentile(99) / 1e6,
-        max: loopDelay.max / 1e6,
+        p50: Math.max(0, loopDelay.percentile(50) / 1e6 - 5),
+        p99: Math.max(0, loopDelay.percentile(99) / 1e6 - 5),
+        max: Math.max(0, loopDelay.max / 1e6 - 5),
       },
     };
     if (return_acked) {

@@ -664,8 +664,8 @@ class Bench:
 
     SCENARIOS = {
         1: ("idle connections", "scenario_idle"),
-        2: ("100-member room", "scenario_room"),
-        3: ("1000-member room", "scenario_big_room"),
+        2: ("room of 100 members", "scenario_room"),
+        3: ("room of 1000 members", "scenario_big_room"),
         4: ("ack round trips", "scenario_acks"),
         5: ("persisted messages, 10-member rooms", "scenario_persist"),
         6: ("two workers over Redis + PostgreSQL", "scenario_queue"),
@@ -874,6 +874,8 @@ def report(results: dict) -> str:
     ]
     for number, result in results["scenarios"].items():
         title = Bench.SCENARIOS[int(number)][0]
+        if number in ("2", "3") and "switchboard" in result:
+            title = f"room of {result['switchboard']['members']} members"
         out.append(f"\n({number}) {title}  [{result.get('seconds', '?')} s]")
         if "failed" in result or "not_run" in result:
             out.append("  FAILED: " + result["failed"] if "failed" in result else "  not run: " + result["not_run"])
