@@ -1,0 +1,183 @@
+"""Moderation by admins: bans, mutes, kicks, deletions and announcements, each written to the audit log.
+
+Every action and its audit entry commit in one transaction, so the log never
+shows an action that did not happen nor misses one that did. Refusals raise
+ServiceError before anything is written.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from app.database import write_transaction
+from app.errors import ServiceError
+from app.extensions import db
+from app.models import AuditEntry, Message, User, isoformat, utcnow
+from app.services import users, validation
+
+DEFAULT_MUTE_SECONDS = 3600
+# Longer mutes are clamped: a mute of more than 30 days is a ban in all but name.
+MAX_MUTE_SECONDS = 30 * 24 * 3600
+MAX_REASON = 500
+MAX_SID = 100
+AUDIT_DEFAULT_LIMIT = 50
+AUDIT_MAX_LIMIT = 200
+USER_SEARCH_LIMIT = 50
+MAX_QUERY = 32
+ANNOUNCEMENT_TARGET = "everyone"
+
+
+def user_summary(user: User) -> dict:
+    """A USER plus what an admin needs to moderate it; a lapsed mute reads as null."""
+    return {
+        **user.to_dict(),
+        "banned": user.banned,
+        "ban_reason": user.ban_reason,
+        "muted_until": isoformat(user.muted_until) if user.is_muted() else None,
+    }
+
+
+def _acting_admin(session: Session, admin_id: int) -> User:
+    """The admin as the database has them inside the transaction: rights can be taken away at any time."""
+    admin = session.get(User, admin_id)
+    if admin is None or not admin.is_admin or admin.banned:
+        raise ServiceError("forbidden", "admins only")
+    return admin
+
+
+def _target_user(session: Session, username) -> User:
+    name = validation.username(username, "user")
+    user = session.scalar(sa.select(User).where(User.username_key == name.lower()))
+    if user is None:
+        raise ServiceError("not_found", "no such user")
+    return user
+
+
+def _record(session: Session, admin: User, action: str, target: str, details: str | None = None) -> None:
+    session.add(AuditEntry(admin_id=admin.id, action=action, target=target, details=details, created_at=utcnow()))
+
+
+def _reason(value) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ServiceError("invalid", "reason must be a string")
+    text = value.strip()
+    if len(text) > MAX_REASON:
+        raise ServiceError("too_large", f"reason is limited to {MAX_REASON} characters")
+    return text or None
+
+
+def mute_seconds(value) -> int:
+    """The length of a mute: 3600 s when omitted, a positive integer otherwise, clamped to 30 days."""
+    if value is None:
+        return DEFAULT_MUTE_SECONDS
+    return min(validation.integer(value, "seconds", minimum=1), MAX_MUTE_SECONDS)
+
+
+def ban_user(admin_id: int, username, reason=None) -> dict:
+    """Ban an account: it can no longer sign in, get tokens or open sockets."""
+    reason = _reason(reason)
+    with write_transaction() as session:
+        admin = _acting_admin(session, admin_id)
+        user = _target_user(session, username)
+        if user.id == admin.id:
+            raise ServiceError("forbidden", "you cannot ban yourself")
+        user.banned = True
+        user.ban_reason = reason
+        _record(session, admin, "ban", user.username, reason)
+        return user_summary(user)
+
+
+def unban_user(admin_id: int, username) -> dict:
+    with write_transaction() as session:
+        admin = _acting_admin(session, admin_id)
+        user = _target_user(session, username)
+        user.banned = False
+        user.ban_reason = None
+        _record(session, admin, "unban", user.username)
+        return user_summary(user)
+
+
+def mute_user(admin_id: int, username, seconds=None) -> dict:
+    """Refuse the user's messages and DMs until the mute lapses (a later mute replaces an earlier one)."""
+    duration = mute_seconds(seconds)
+    with write_transaction() as session:
+        admin = _acting_admin(session, admin_id)
+        user = _target_user(session, username)
+        if user.id == admin.id:
+            raise ServiceError("forbidden", "you cannot mute yourself")
+        user.muted_until = utcnow() + timedelta(seconds=duration)
+        _record(session, admin, "mute", user.username, f"{duration} seconds, until {isoformat(user.muted_until)}")
+        return user_summary(user)
+
+
+def unmute_user(admin_id: int, username) -> dict:
+    with write_transaction() as session:
+        admin = _acting_admin(session, admin_id)
+        user = _target_user(session, username)
+        user.muted_until = None
+        _record(session, admin, "unmute", user.username)
+        return user_summary(user)
+
+
+def socket_id(value) -> str:
+    if not isinstance(value, str) or not value:
+        raise ServiceError("invalid", "sid must be a non-empty string")
+    if len(value) > MAX_SID:
+        raise ServiceError("invalid", "sid is not a socket id")
+    return value
+
+
+def record_kick(admin_id: int, sid: str, username: str) -> None:
+    """Log a kick; the socket layer disconnects the socket once this has committed."""
+    with write_transaction() as session:
+        admin = _acting_admin(session, admin_id)
+        _record(session, admin, "kick", sid, f"socket of {username}")
+
+
+def delete_message(admin_id: int, message_id) -> dict:
+    """Soft-delete a message: it keeps its place in history with an empty body."""
+    message_id = validation.integer(message_id, "id", minimum=1)
+    with write_transaction() as session:
+        admin = _acting_admin(session, admin_id)
+        message = session.get(Message, message_id)
+        if message is None:
+            raise ServiceError("not_found", "no such message")
+        where = f"room {message.room.name}" if message.room is not None else "a direct message"
+        details = f"{where} from {message.sender.username}"
+        message.deleted = True
+        _record(session, admin, "delete_message", str(message.id), details)
+        return message.to_dict()
+
+
+def announce(admin_id: int, body) -> dict:
+    """Validate and log an announcement; returns the payload every socket of `/` gets."""
+    text = validation.body(body)
+    with write_transaction() as session:
+        admin = _acting_admin(session, admin_id)
+        created_at = utcnow()
+        _record(session, admin, "announce", ANNOUNCEMENT_TARGET, text)
+        return {"body": text, "from": admin.to_dict(), "created_at": isoformat(created_at)}
+
+
+def audit_log(limit=None) -> list[dict]:
+    """Audit entries, newest first."""
+    count = validation.limit(limit, default=AUDIT_DEFAULT_LIMIT, maximum=AUDIT_MAX_LIMIT)
+    entries = db.session.scalars(sa.select(AuditEntry).order_by(AuditEntry.id.desc()).limit(count))
+    return [entry.to_dict() for entry in entries]
+
+
+def search_users(query) -> list[dict]:
+    """Users whose name contains ``query`` (every user, by name, when it is empty), at most 50."""
+    if query is None:
+        query = ""
+    if not isinstance(query, str):
+        raise ServiceError("invalid", "query must be a string")
+    query = query.strip()
+    if len(query) > MAX_QUERY:
+        raise ServiceError("too_large", f"query is limited to {MAX_QUERY} characters")
+    return [user_summary(user) for user in users.search_users(query, USER_SEARCH_LIMIT)]
