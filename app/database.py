@@ -1,12 +1,23 @@
 """Engine tuning and the one serialised write path every service uses.
 
-SQLite allows one writer at a time; under gevent a writer that waits on SQLite's
-busy lock blocks the whole hub, so writes inside one process queue on a
-gevent-aware lock instead, and each write transaction starts with BEGIN IMMEDIATE
-so a second process waits on the busy timeout rather than failing mid-transaction.
-On PostgreSQL, message inserts also take a transaction-level advisory lock, so
-message ids commit in the order they were allocated and "every message with
-id > N" never skips one that commits late.
+Three rules keep "every message with id > N" (``sync``) exact and free of "database is locked":
+
+* Inside one process every write transaction holds one lock (gevent-aware under the
+  gunicorn worker, a thread lock elsewhere), so writers queue in Python instead of in
+  SQLite's busy handler, which would block the whole gevent hub while it waits.
+* On SQLite each write transaction first ends the session's read snapshot and then starts
+  with BEGIN IMMEDIATE, so it holds the database write lock from its first statement: a
+  writer in another process waits on the busy timeout instead of failing, and no
+  transaction ever tries to upgrade a stale read snapshot (SQLITE_BUSY_SNAPSHOT, which
+  the busy timeout does not cover). SQLite hands out message ids inside that lock, so ids
+  commit in the order they were allocated.
+* On PostgreSQL message ids come from a sequence, whose values are handed out before their
+  transactions commit and can become visible out of order. Message transactions therefore
+  take one transaction-level advisory lock before inserting and keep it until they commit,
+  in every process: a message id becomes visible only after every smaller one has.
+
+File databases use WAL with synchronous=FULL: an acknowledged message survives a killed
+server and a power cut alike.
 """
 
 import threading
@@ -40,7 +51,9 @@ def configure_engine(engine: Engine) -> None:
         cursor.execute("PRAGMA foreign_keys = ON")
         if engine.url.database not in (None, "", ":memory:"):
             cursor.execute("PRAGMA journal_mode = WAL")
-            cursor.execute("PRAGMA synchronous = NORMAL")
+            # NORMAL would survive a killed process but may lose the last commits on a power cut,
+            # and a message is acknowledged as stored once its commit returns.
+            cursor.execute("PRAGMA synchronous = FULL")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -65,10 +78,10 @@ def write_transaction(*, ordered: bool = False) -> Iterator[Session]:
         if session.in_transaction():
             # End any read snapshot first: a write that upgrades an old snapshot fails on SQLite.
             session.commit()
-        session.connection(execution_options={"sqlite_immediate": True})
-        if ordered and is_postgres(session):
-            session.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MESSAGE_LOCK_KEY})
         try:
+            session.connection(execution_options={"sqlite_immediate": True})
+            if ordered and is_postgres(session):
+                session.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MESSAGE_LOCK_KEY})
             yield session
             session.commit()
         except BaseException:

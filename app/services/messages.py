@@ -3,7 +3,8 @@
 Every message goes through ``MessageWriter``: callers queue a draft and the first
 caller to take the write lock commits every queued draft in one transaction
 (group commit), so a burst costs one commit instead of one per message. A
-draft is answered only after that commit.
+draft is answered only after that commit; ``app.database`` explains why the
+ids that commit are always the next ones ``sync`` will see.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from app.services.rooms import get_room
 SYNC_LIMIT = 500
 
 
-@dataclass
+@dataclass(eq=False)
 class Draft:
     sender_id: int
     body: str
@@ -47,6 +48,13 @@ class Posted:
 
 @dataclass
 class MessageWriter:
+    """Group commit of message drafts.
+
+    ``ordered`` takes the PostgreSQL advisory lock that makes ids commit in
+    allocation order; only a test that demonstrates the skip without it turns it off.
+    """
+
+    ordered: bool = True
     pending: list[Draft] = field(default_factory=list)
     pending_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -64,44 +72,63 @@ class MessageWriter:
         return Posted(draft.result, draft.duplicate)
 
     def _commit(self, batch: list[Draft]) -> None:
+        """Store the batch and answer every draft in it, each exactly once."""
         try:
-            with write_transaction(ordered=True) as session:
-                stored = _stored_by_client_id(session, batch)
-                _load_related(session, batch)
-                fresh: list[tuple[Draft, Message]] = []
+            with write_transaction(ordered=self.ordered) as session:
+                answers = _insert(session, batch)
+        except Exception as exc:
+            if len(batch) == 1:
+                _fail(batch, exc)
+            else:
+                # One bad draft (its room deleted meanwhile, say) must not fail the others.
                 for draft in batch:
-                    key = (draft.sender_id, draft.client_id)
-                    if draft.client_id is not None and key in stored:
-                        draft.result, draft.duplicate = stored[key], True
-                        continue
-                    message = Message(
-                        sender_id=draft.sender_id,
-                        room_id=draft.room_id,
-                        recipient_id=draft.recipient_id,
-                        dm_pair=dm_pair(draft.sender_id, draft.recipient_id) if draft.recipient_id else None,
-                        body=draft.body,
-                        client_id=draft.client_id,
-                        created_at=utcnow(),
-                    )
-                    session.add(message)
-                    fresh.append((draft, message))
-                    if draft.client_id is not None:
-                        stored[key] = None  # a repeat later in this batch waits for this one
-                session.flush()
-                for draft, message in fresh:
-                    draft.result = message.to_dict()
-                    if draft.client_id is not None:
-                        stored[(draft.sender_id, draft.client_id)] = draft.result
-                for draft in batch:
-                    if draft.duplicate and draft.result is None:
-                        draft.result = stored[(draft.sender_id, draft.client_id)]
-        except Exception as exc:  # every draft of a failed batch learns of the failure
-            for draft in batch:
-                draft.error = exc
-                draft.result = None
-        finally:
-            for draft in batch:
-                draft.done = True
+                    self._commit([draft])
+            return
+        except BaseException as exc:
+            # The committing greenlet is being killed: the drafts it carried learn of it.
+            _fail(batch, exc)
+            raise
+        # Only now, after the commit, does any draft get its answer.
+        for draft, (message, duplicate) in zip(batch, answers, strict=True):
+            draft.result, draft.duplicate, draft.done = message, duplicate, True
+
+
+def _fail(batch: list[Draft], exc: BaseException) -> None:
+    for draft in batch:
+        draft.result, draft.error, draft.done = None, exc, True
+
+
+def _insert(session, batch: list[Draft]) -> list[tuple[dict, bool]]:
+    """Insert the drafts whose client_id is new; answers (MESSAGE, duplicate) per draft, in order.
+
+    A client_id repeated within the batch, or already stored, answers with the one stored message.
+    """
+    stored = _stored_by_client_id(session, batch)
+    _load_related(session, batch)
+    answers: list[tuple[Message | dict, bool]] = []
+    inserted: dict[tuple[int, str], Message] = {}
+    for draft in batch:
+        key = (draft.sender_id, draft.client_id)
+        if draft.client_id is not None and key in stored:
+            answers.append((stored[key], True))
+        elif draft.client_id is not None and key in inserted:
+            answers.append((inserted[key], True))
+        else:
+            message = Message(
+                sender_id=draft.sender_id,
+                room_id=draft.room_id,
+                recipient_id=draft.recipient_id,
+                dm_pair=dm_pair(draft.sender_id, draft.recipient_id) if draft.recipient_id else None,
+                body=draft.body,
+                client_id=draft.client_id,
+                created_at=utcnow(),
+            )
+            session.add(message)
+            if draft.client_id is not None:
+                inserted[key] = message
+            answers.append((message, False))
+    session.flush()
+    return [(m if isinstance(m, dict) else m.to_dict(), duplicate) for m, duplicate in answers]
 
 
 def _load_related(session, batch: list[Draft]) -> None:
@@ -114,7 +141,7 @@ def _load_related(session, batch: list[Draft]) -> None:
         session.scalars(sa.select(Room).where(Room.id.in_(room_ids))).all()
 
 
-def _stored_by_client_id(session, batch: list[Draft]) -> dict[tuple[int, str], dict | None]:
+def _stored_by_client_id(session, batch: list[Draft]) -> dict[tuple[int, str], dict]:
     keys = {(d.sender_id, d.client_id) for d in batch if d.client_id is not None}
     if not keys:
         return {}
