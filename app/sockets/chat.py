@@ -150,9 +150,10 @@ class ChatNamespace(GuardedNamespace):
 
     @event_handler
     def on_message(self, data):
-        data = validation.payload(data)
+        # Every attempt that passes authentication counts against the limit, malformed ones included.
         user = self._fresh_user()
         self._check_send_allowed(user)
+        data = validation.payload(data)
         posted = messages.post_room_message(user, data.get("room"), data.get("body"), data.get("client_id"))
         if not posted.duplicate:
             self._broadcast(
@@ -165,9 +166,9 @@ class ChatNamespace(GuardedNamespace):
 
     @event_handler
     def on_dm(self, data):
-        data = validation.payload(data)
         user = self._fresh_user()
         self._check_send_allowed(user)
+        data = validation.payload(data)
         to_sid, to_user = data.get("to_sid"), data.get("to_user")
         if (to_sid is None) == (to_user is None):
             raise ServiceError("invalid", "give exactly one of to_sid and to_user")
