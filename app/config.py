@@ -20,6 +20,8 @@ class Config:
     # Prefix for every Redis key and the Socket.IO channel, so several deployments
     # (or test runs) can share one Redis server.
     REDIS_PREFIX = os.environ.get("REDIS_PREFIX", "switchboard")
+    # With REDIS_URL: a worker that stops heartbeating for this long is presumed dead and its sockets offline.
+    PRESENCE_TTL_SECONDS = float(os.environ.get("PRESENCE_TTL_SECONDS", 30))
     CHAT_ALLOWED_ORIGINS = _env_list("CHAT_ALLOWED_ORIGINS")
     SOCKETIO_ASYNC_MODE = os.environ.get("SOCKETIO_ASYNC_MODE") or None
     SOCKETIO_LOGGER = False

@@ -20,7 +20,17 @@ def init_namespaces(app: Flask, socketio: SocketIO) -> None:
 
         client = redis_client(app.config["REDIS_URL"])
         prefix = app.config["REDIS_PREFIX"]
-        presence = RedisPresenceStore(client, prefix)
+        presence = RedisPresenceStore(
+            client,
+            prefix,
+            ttl_seconds=app.config["PRESENCE_TTL_SECONDS"],
+            start_background_task=socketio.start_background_task,
+            sleep=socketio.sleep,
+            # Users whose last socket was on a worker that died get their offline event from here.
+            presence_changed=lambda user, online: socketio.emit(
+                "presence", {"user": user, "online": online}, namespace="/"
+            ),
+        )
         limiter = RedisRateLimiter(
             client,
             prefix,

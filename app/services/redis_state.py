@@ -1,0 +1,436 @@
+"""Presence and rate limits in Redis, shared by every worker that uses the same REDIS_URL and REDIS_PREFIX.
+
+Each worker registers under its own id with an ``alive`` key whose TTL a background
+heartbeat refreshes. A worker that dies without saying goodbye (SIGKILL, OOM, lost
+host) stops refreshing it; the next script any worker runs after the key expires
+removes that worker's sockets in the same atomic step, and the users who thereby went
+offline are reported once, through ``presence_changed``.
+
+Every script takes the key prefix as ``ARGV[1]`` and builds its keys from it, so it
+needs a single Redis node (or a sentinel pair), not Redis Cluster.
+
+Keys under ``<prefix>:presence``:
+
+- ``sockets``: hash sid -> JSON ``{"worker", "user_id", "info": SocketInfo}``
+- ``user:<id>``: set of the user's sids; ``online``: set of user ids with at least one sid
+- ``worker:<id>``: set of the worker's sids; ``workers``: set of registered worker ids
+- ``alive:<id>``: present while the worker heartbeats; ``reaped:<id>``: the worker was
+  declared dead while still running and must register its sockets again
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable
+
+import redis
+
+from app.services.presence import PresenceStore, SocketInfo
+from app.services.ratelimit import RateLimiter
+
+log = logging.getLogger("switchboard.redis_state")
+
+# A worker reaped by mistake (stalled longer than the TTL) learns of it at its next
+# heartbeat; the marker only has to outlive any plausible stall.
+REAPED_MARKER_SECONDS = 24 * 3600
+UPDATE_ATTEMPTS = 20
+
+
+def redis_client(url: str) -> redis.Redis:
+    """One connection pool per process; str in, str out."""
+    return redis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_connect_timeout=5,
+        socket_keepalive=True,
+        health_check_interval=30,
+    )
+
+
+# Shared by every presence script: ARGV[1] is the key prefix (``<prefix>:presence``).
+LUA_COMMON = """
+local P = ARGV[1]
+local SOCKETS = P .. ':sockets'
+local ONLINE = P .. ':online'
+local WORKERS = P .. ':workers'
+
+-- Drop one socket; returns its entry and 1 when it was its user's last socket anywhere.
+local function forget(sid)
+  local raw = redis.call('HGET', SOCKETS, sid)
+  if not raw then return false, 0 end
+  local entry = cjson.decode(raw)
+  local uid = string.format('%d', entry.user_id)
+  redis.call('HDEL', SOCKETS, sid)
+  redis.call('SREM', P .. ':worker:' .. entry.worker, sid)
+  local user_sids = P .. ':user:' .. uid
+  redis.call('SREM', user_sids, sid)
+  if redis.call('SCARD', user_sids) == 0 then
+    redis.call('SREM', ONLINE, uid)
+    return raw, 1
+  end
+  return raw, 0
+end
+
+-- Register one socket; returns 1 when it is its user's first socket anywhere.
+local function register(worker, sid, uid, raw)
+  local previous = redis.call('HGET', SOCKETS, sid)
+  if previous then
+    redis.call('SREM', P .. ':worker:' .. cjson.decode(previous).worker, sid)
+  end
+  redis.call('HSET', SOCKETS, sid, raw)
+  redis.call('SADD', P .. ':worker:' .. worker, sid)
+  redis.call('SADD', ONLINE, uid)
+  local user_sids = P .. ':user:' .. uid
+  if redis.call('SADD', user_sids, sid) == 1 and redis.call('SCARD', user_sids) == 1 then
+    return 1
+  end
+  return 0
+end
+
+local function keep_alive(worker, ttl_ms)
+  redis.call('SET', P .. ':alive:' .. worker, '1', 'PX', ttl_ms)
+  redis.call('SADD', WORKERS, worker)
+end
+
+-- Remove the sockets of every worker whose alive key expired; returns the entries of
+-- sockets that were their user's last, so the caller can announce those users offline.
+local function reap()
+  local gone = {}
+  for _, worker in ipairs(redis.call('SMEMBERS', WORKERS)) do
+    if redis.call('EXISTS', P .. ':alive:' .. worker) == 0 then
+      for _, sid in ipairs(redis.call('SMEMBERS', P .. ':worker:' .. worker)) do
+        local raw, last = forget(sid)
+        if raw and last == 1 then table.insert(gone, raw) end
+      end
+      redis.call('DEL', P .. ':worker:' .. worker)
+      redis.call('SREM', WORKERS, worker)
+      redis.call('SET', P .. ':reaped:' .. worker, '1', 'EX', tonumber(ARGV[2]))
+    end
+  end
+  return gone
+end
+"""
+
+# ARGV: prefix, reaped-marker seconds, worker, ttl_ms, sid, user id, entry JSON
+LUA_ADD = (
+    LUA_COMMON
+    + """
+keep_alive(ARGV[3], ARGV[4])
+local gone = reap()
+return {gone, register(ARGV[3], ARGV[5], ARGV[6], ARGV[7])}
+"""
+)
+
+# ARGV: prefix, reaped-marker seconds, sid
+LUA_REMOVE = (
+    LUA_COMMON
+    + """
+local gone = reap()
+local raw, last = forget(ARGV[3])
+return {gone, raw or '', last}
+"""
+)
+
+# ARGV: prefix, reaped-marker seconds, what, argument
+LUA_READ = (
+    LUA_COMMON
+    + """
+local gone = reap()
+local what = ARGV[3]
+if what == 'get' then
+  return {gone, redis.call('HGET', SOCKETS, ARGV[4]) or ''}
+elseif what == 'sids_of' then
+  return {gone, redis.call('SMEMBERS', P .. ':user:' .. ARGV[4])}
+elseif what == 'online' then
+  return {gone, redis.call('SMEMBERS', ONLINE)}
+end
+return {gone, redis.call('HVALS', SOCKETS)}
+"""
+)
+
+# ARGV: prefix, reaped-marker seconds, worker, ttl_ms
+LUA_HEARTBEAT = (
+    LUA_COMMON
+    + """
+keep_alive(ARGV[3], ARGV[4])
+local was_reaped = redis.call('DEL', P .. ':reaped:' .. ARGV[3])
+return {reap(), was_reaped}
+"""
+)
+
+# ARGV: prefix, reaped-marker seconds, worker
+LUA_RETIRE = (
+    LUA_COMMON
+    + """
+redis.call('DEL', P .. ':alive:' .. ARGV[3])
+local gone = reap()
+redis.call('DEL', P .. ':reaped:' .. ARGV[3])
+return gone
+"""
+)
+
+# Compare-and-set of one socket entry. ARGV: prefix, sid, expected JSON, new JSON
+LUA_REPLACE = """
+local SOCKETS = ARGV[1] .. ':sockets'
+local current = redis.call('HGET', SOCKETS, ARGV[2])
+if not current then return -1 end
+if current ~= ARGV[3] then return 0 end
+redis.call('HSET', SOCKETS, ARGV[2], ARGV[4])
+return 1
+"""
+
+
+PresenceCallback = Callable[[dict, bool], None]
+
+
+class RedisPresenceStore(PresenceStore):
+    """The registry of `/` sockets of every worker, with first/last detection done atomically in Redis.
+
+    ``presence_changed(user, online)`` is called for changes no socket event reports:
+    users whose last socket was on a worker that died, and the sockets a stalled worker
+    registers again after it was wrongly declared dead.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        prefix: str,
+        *,
+        ttl_seconds: float = 30.0,
+        start_background_task: Callable | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        presence_changed: PresenceCallback | None = None,
+    ) -> None:
+        self.client = client
+        self.prefix = f"{prefix}:presence"
+        self.ttl_ms = max(int(ttl_seconds * 1000), 1000)
+        self.heartbeat_seconds = self.ttl_ms / 3000
+        self.presence_changed = presence_changed
+        self._start_background_task = start_background_task or _start_thread
+        self._sleep = sleep
+        self._add = client.register_script(LUA_ADD)
+        self._remove = client.register_script(LUA_REMOVE)
+        self._read = client.register_script(LUA_READ)
+        self._heartbeat = client.register_script(LUA_HEARTBEAT)
+        self._retire = client.register_script(LUA_RETIRE)
+        self._replace = client.register_script(LUA_REPLACE)
+        # This worker's own sockets, kept to register them again if the worker is reaped by mistake.
+        self._local: dict[str, SocketInfo] = {}
+        self._heartbeat_lock = threading.Lock()
+        self._heartbeat_task = None
+        self._stopped = False
+        self._pid: int | None = None
+        self._worker_id = ""
+
+    # -- identity and heartbeat -------------------------------------------------
+
+    @property
+    def worker_id(self) -> str:
+        """Unique per process: an app built before a fork must not share its id with its children."""
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._worker_id = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+            self._local = {}
+            self._heartbeat_task = None
+        return self._worker_id
+
+    def _ensure_heartbeat(self) -> None:
+        worker = self.worker_id
+        with self._heartbeat_lock:
+            if self._heartbeat_task is not None or self._stopped:
+                return
+            self._heartbeat_task = self._start_background_task(self._heartbeat_loop, worker)
+            atexit.register(self.close)
+
+    def _heartbeat_loop(self, worker: str) -> None:
+        while not self._stopped and worker == self.worker_id:
+            self._sleep(self.heartbeat_seconds)
+            if self._stopped:
+                return
+            try:
+                self.heartbeat()
+            except Exception:
+                log.exception("presence heartbeat failed")
+
+    def heartbeat(self) -> None:
+        """Refresh this worker's alive key, reap dead workers, and recover if this one was reaped."""
+        gone, was_reaped = self._heartbeat(args=[self.prefix, REAPED_MARKER_SECONDS, self.worker_id, self.ttl_ms])
+        self._announce_gone(gone)
+        if int(was_reaped):
+            log.warning(
+                "presence: worker %s was declared dead while running; registering its sockets again", self.worker_id
+            )
+            self._register_again()
+
+    def _register_again(self) -> None:
+        for sid, info in list(self._local.items()):
+            if self._local.get(sid) is not info:
+                continue
+            if self._register(info):
+                self._notify(info.user, True)
+            # A disconnect that ran meanwhile found nothing in Redis to remove: undo it here.
+            if sid not in self._local:
+                removed, last = self._forget(sid)
+                if removed is not None and last:
+                    self._notify(removed.user, False)
+
+    def close(self) -> None:
+        """Stop heartbeating and remove this worker's sockets, announcing users who go offline."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._pid != os.getpid():
+            return
+        try:
+            self._announce_gone(self._retire(args=[self.prefix, REAPED_MARKER_SECONDS, self.worker_id]))
+        except Exception:
+            log.exception("could not retire presence worker %s", self.worker_id)
+
+    # -- helpers ------------------------------------------------------------------
+
+    def _notify(self, user: dict, online: bool) -> None:
+        if self.presence_changed is None:
+            return
+        try:
+            self.presence_changed(user, online)
+        except Exception:
+            log.exception("presence_changed failed for user %s", user.get("id"))
+
+    def _announce_gone(self, gone: list[str]) -> None:
+        for raw in gone:
+            self._notify(json.loads(raw)["info"]["user"], False)
+
+    @staticmethod
+    def _info(raw: str) -> SocketInfo:
+        return SocketInfo(**json.loads(raw)["info"])
+
+    def _entry(self, info: SocketInfo) -> str:
+        return json.dumps({"worker": self.worker_id, "user_id": info.user_id, "info": info.to_dict()})
+
+    def _register(self, info: SocketInfo) -> bool:
+        gone, first = self._add(
+            args=[
+                self.prefix,
+                REAPED_MARKER_SECONDS,
+                self.worker_id,
+                self.ttl_ms,
+                info.sid,
+                info.user_id,
+                self._entry(info),
+            ]
+        )
+        self._announce_gone(gone)
+        return bool(int(first))
+
+    def _forget(self, sid: str) -> tuple[SocketInfo | None, bool]:
+        gone, raw, last = self._remove(args=[self.prefix, REAPED_MARKER_SECONDS, sid])
+        self._announce_gone(gone)
+        return (self._info(raw) if raw else None), bool(int(last))
+
+    def _query(self, what: str, argument: str = ""):
+        gone, result = self._read(args=[self.prefix, REAPED_MARKER_SECONDS, what, argument])
+        self._announce_gone(gone)
+        return result
+
+    # -- PresenceStore ------------------------------------------------------------
+
+    def add(self, info: SocketInfo) -> bool:
+        self._ensure_heartbeat()
+        self._local[info.sid] = info
+        return self._register(info)
+
+    def remove(self, sid: str) -> tuple[SocketInfo | None, bool]:
+        if self._pid == os.getpid():
+            self._local.pop(sid, None)
+        return self._forget(sid)
+
+    def get(self, sid: str) -> SocketInfo | None:
+        if not isinstance(sid, str):
+            return None
+        raw = self._query("get", sid)
+        return self._info(raw) if raw else None
+
+    def sids_of(self, user_id: int) -> list[str]:
+        return sorted(self._query("sids_of", str(int(user_id))))
+
+    def online_user_ids(self) -> set[int]:
+        return {int(user_id) for user_id in self._query("online")}
+
+    def all(self) -> list[SocketInfo]:
+        return [self._info(raw) for raw in self._query("all")]
+
+    def update(self, sid: str, *, transport: str | None = None, rooms: list[str] | None = None) -> None:
+        """Change one socket's entry, whichever worker holds it, without losing a concurrent update."""
+        for _ in range(UPDATE_ATTEMPTS):
+            current = self.client.hget(f"{self.prefix}:sockets", sid)
+            if current is None:
+                return
+            entry = json.loads(current)
+            if transport is not None:
+                entry["info"]["transport"] = transport
+            if rooms is not None:
+                entry["info"]["rooms"] = sorted(rooms)
+            replaced = int(self._replace(args=[self.prefix, sid, current, json.dumps(entry)]))
+            if replaced == -1:
+                return
+            if replaced == 1:
+                local = self._local.get(sid) if self._pid == os.getpid() else None
+                if local is not None:
+                    self._local[sid] = SocketInfo(**entry["info"])
+                return
+        log.warning("presence: gave up updating %s after %d concurrent changes", sid, UPDATE_ATTEMPTS)
+
+
+def _start_thread(target, *args):
+    thread = threading.Thread(target=target, args=args, daemon=True, name="presence-heartbeat")
+    thread.start()
+    return thread
+
+
+# ARGV: now in microseconds ('' = Redis server time), window in microseconds, limit, unique member
+LUA_HIT = """
+local now
+if ARGV[1] == '' then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+else
+  now = tonumber(ARGV[1])
+end
+local window = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+redis.call('ZADD', KEYS[1], now, ARGV[4])
+redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000) + 1000)
+if redis.call('ZCARD', KEYS[1]) <= tonumber(ARGV[3]) then return 1 end
+return 0
+"""
+
+
+class RedisRateLimiter(RateLimiter):
+    """A sliding window per key in one sorted set, checked and counted in one atomic script.
+
+    Without a ``clock`` the window is measured with the Redis server's clock, which
+    every worker shares; every hit counts, refused ones included, like MemoryRateLimiter.
+    """
+
+    def __init__(self, client: redis.Redis, prefix: str, limit: int, window_seconds: float, clock=None) -> None:
+        super().__init__(limit, window_seconds, clock)
+        self.client = client
+        self.prefix = f"{prefix}:ratelimit"
+        self._hit = client.register_script(LUA_HIT)
+
+    def key(self, key: str) -> str:
+        return f"{self.prefix}:{key}"
+
+    def hit(self, key: str) -> bool:
+        now = "" if self._clock is None else str(int(self._clock() * 1_000_000))
+        allowed = self._hit(
+            keys=[self.key(key)],
+            args=[now, int(self.window * 1_000_000), self.limit, uuid.uuid4().hex],
+        )
+        return bool(int(allowed))
