@@ -224,7 +224,7 @@ class ChatNamespace(GuardedNamespace):
     def on_sync(self, data):
         data = validation.payload(data)
         me = self._fresh_user()
-        page, has_more = messages.sync(me, data.get("after", 0))
+        page, has_more = messages.sync(me, data.get("after"))
         return {"messages": page, "has_more": has_more}
 
     @event_handler

@@ -57,7 +57,13 @@ class GuardedNamespace(Namespace):
     """A namespace that answers unknown events with an error ack instead of silence."""
 
     def trigger_event(self, event, *args):
-        if event not in ("connect", "disconnect") and not hasattr(self, f"on_{event}"):
+        if event in ("connect", "disconnect"):
+            # A client may also send an ordinary event by one of these names; the server's own
+            # connect and disconnect calls arrive only while the socket is half connected.
+            sid = args[0] if args else None
+            if self.socketio.server.manager.is_connected(sid, self.namespace):
+                return ack_error("invalid", f"{event!r} is reserved and cannot be sent")
+        elif not hasattr(self, f"on_{event}"):
             return ack_error("invalid", f"unknown event {event!r}")
         return super().trigger_event(event, *args)
 
