@@ -1,0 +1,361 @@
+"""SwitchboardClient: a threaded Socket.IO client that delivers exactly once, for bots and tests.
+
+It runs python-socketio's threaded ``Client`` with its own reconnection, and adds:
+
+* an outbox: every ``send`` gets a client_id and stays pending until the server
+  acknowledges it; after a reconnect the pending messages are sent again, in order,
+  with the same client_ids, so the server stores each once;
+* catch-up: after every connect it pages through ``sync`` from its cursor and merges
+  by id, so live events that arrive meanwhile are not shown twice.
+
+Event handlers run on python-socketio's reader thread and only record what arrived;
+every request (sync, sends) is made from one delivery thread of its own, because a
+request waiting for its ack on the reader thread would wait for ever.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import requests
+import socketio
+
+from app.client.outbox import MessageRejected, Outbox, OutgoingMessage
+from app.client.timeline import Timeline
+
+
+class ConnectionLost(Exception):
+    """A request could not be answered on the current connection (not connected, dropped, no ack)."""
+
+
+class RequestFailed(Exception):
+    """The server answered a request with ``{"ok": false, "error": ...}``."""
+
+    def __init__(self, error: dict) -> None:
+        super().__init__(f"{error.get('code')}: {error.get('message')}")
+        self.code = error.get("code")
+        self.error = error
+
+
+def request_token(url: str, username: str, password: str, timeout: float = 10.0) -> dict:
+    """``POST /api/token``: returns ``{"token", "expires_at", "user"}``."""
+    response = requests.post(
+        f"{url.rstrip('/')}/api/token",
+        json={"username": username, "password": password},
+        timeout=timeout,
+    )
+    if response.status_code != 200:
+        raise RequestFailed(response.json().get("error", {"code": "internal", "message": response.text}))
+    return response.json()
+
+
+class SwitchboardClient:
+    """One user's connection to the ``/`` namespace.
+
+    ``transports`` is python-socketio's list (``["websocket"]``, ``["polling"]``, or None
+    for polling upgraded to websocket). ``after`` is the id to catch up from on the first
+    connect: 0 fetches everything the user may read.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        transports: list[str] | None = None,
+        after: int = 0,
+        ack_timeout: float = 10.0,
+        reconnection_delay: float = 0.2,
+        reconnection_delay_max: float = 2.0,
+    ) -> None:
+        self.url = url
+        self.token = token
+        self.transports = transports
+        self.ack_timeout = ack_timeout
+        self.sio = socketio.Client(
+            reconnection=True,
+            reconnection_attempts=0,
+            reconnection_delay=reconnection_delay,
+            reconnection_delay_max=reconnection_delay_max,
+            randomization_factor=min(0.5, reconnection_delay / 2),
+            handle_sigint=False,
+        )
+        self.user: dict | None = None
+        self.sid: str | None = None
+        self.connections = 0
+        self.transports_used: list[str] = []
+        self.announcements: list[dict] = []
+        self._timeline = Timeline(after)
+        self._outbox = Outbox()
+        self._lock = threading.Condition(threading.RLock())
+        self._connected = False
+        self._synced = False
+        self._closed = False
+        self._generation = 0
+        self._worker: threading.Thread | None = None
+        self._register_handlers()
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def connect(self, timeout: float = 10.0) -> SwitchboardClient:
+        """Open the first connection (raises socketio's ConnectionError when it fails) and wait
+        until it has caught up; later drops are handled by python-socketio's reconnection."""
+        self._worker = threading.Thread(target=self._deliver, name="switchboard-client", daemon=True)
+        self._worker.start()
+        self.sio.connect(
+            self.url,
+            auth={"token": self.token},
+            transports=self.transports,
+            wait_timeout=timeout,
+        )
+        self.wait_synced(timeout)
+        return self
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._lock.notify_all()
+        self.sio.shutdown()
+        if self._worker is not None:
+            self._worker.join(timeout=5)
+
+    def use_transports(self, transports: list[str] | None) -> None:
+        """Transports for the next reconnection (a fallback to ``["polling"]``, say)."""
+        self.sio.connection_transports = transports
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    @property
+    def transport(self) -> str | None:
+        return self.sio.transport() if self._connected else None
+
+    # -- sending ----------------------------------------------------------------
+
+    def send(self, room: str, body: str, client_id: str | None = None) -> OutgoingMessage:
+        return self._enqueue("message", {"room": room, "body": body, "client_id": client_id})
+
+    def send_dm(self, to_user: str, body: str, client_id: str | None = None) -> OutgoingMessage:
+        return self._enqueue("dm", {"to_user": to_user, "body": body, "client_id": client_id})
+
+    def _enqueue(self, event: str, payload: dict) -> OutgoingMessage:
+        with self._lock:
+            if self._closed:
+                raise ConnectionLost("the client is closed")
+            item = self._outbox.add(event, payload)
+            self._lock.notify_all()
+        return item
+
+    def flush(self, timeout: float) -> None:
+        """Wait until every message sent so far is acknowledged or refused."""
+        if not self.wait_for(lambda: len(self._outbox) == 0, timeout):
+            raise TimeoutError(f"{len(self._outbox)} messages still pending after {timeout}s")
+
+    def call(self, event: str, payload: dict, timeout: float | None = None) -> dict:
+        """One request on the current connection; returns the ack without its ``ok``.
+
+        Raises RequestFailed for an error ack and ConnectionLost when no answer comes.
+        Not for use inside event handlers (they run on the thread that reads the answer).
+        """
+        ack = self._request(event, payload, timeout or self.ack_timeout)
+        if not ack.get("ok"):
+            raise RequestFailed(ack.get("error") or {"code": "internal", "message": repr(ack)})
+        return {key: value for key, value in ack.items() if key != "ok"}
+
+    def join(self, room: str) -> dict:
+        """Join (or create) a room; its recent messages join the timeline. Returns the ROOM."""
+        answer = self.call("join", {"room": room})
+        with self._lock:
+            for message in answer["messages"]:
+                self._timeline.merge(message)
+            self._lock.notify_all()
+        return answer["room"]
+
+    # -- what the client holds ----------------------------------------------------
+
+    def messages(self) -> list[dict]:
+        with self._lock:
+            return self._timeline.messages()
+
+    def room_messages(self, room: str) -> list[dict]:
+        with self._lock:
+            return self._timeline.room(room)
+
+    def dm_messages(self, username: str) -> list[dict]:
+        with self._lock:
+            return self._timeline.direct(username)
+
+    @property
+    def acked(self) -> dict[str, dict]:
+        """client_id -> stored MESSAGE, for every message the server acknowledged."""
+        with self._lock:
+            return dict(self._outbox.acked)
+
+    @property
+    def pending(self) -> list[OutgoingMessage]:
+        with self._lock:
+            return self._outbox.pending()
+
+    @property
+    def rejected(self) -> list[OutgoingMessage]:
+        with self._lock:
+            return list(self._outbox.rejected)
+
+    @property
+    def cursor(self) -> int:
+        return self._timeline.cursor
+
+    @property
+    def duplicates_dropped(self) -> int:
+        return self._timeline.duplicates_dropped
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Wait until ``predicate()`` holds (checked whenever the client's state changes)."""
+        with self._lock:
+            return self._lock.wait_for(predicate, timeout)
+
+    def wait_synced(self, timeout: float) -> None:
+        """Wait until connected and caught up on the current connection."""
+        if not self.wait_for(lambda: self._connected and self._synced, timeout):
+            raise TimeoutError(f"not connected and caught up after {timeout}s")
+
+    # -- Socket.IO events (reader thread: record and notify, never wait) -----------
+
+    def _register_handlers(self) -> None:
+        self.sio.on("connect", self._on_connect)
+        self.sio.on("disconnect", self._on_disconnect)
+        self.sio.on("session", self._on_session)
+        self.sio.on("message", self._on_message)
+        self.sio.on("dm", self._on_message)
+        self.sio.on("message_deleted", self._on_message_deleted)
+        self.sio.on("announcement", self._on_announcement)
+
+    def _on_connect(self) -> None:
+        with self._lock:
+            self._generation += 1
+            self.connections += 1
+            self.transports_used.append(self.sio.transport())
+            self._connected = True
+            self._synced = False
+            self._lock.notify_all()
+
+    def _on_disconnect(self, reason=None) -> None:
+        with self._lock:
+            self._connected = False
+            self._lock.notify_all()
+
+    def _on_session(self, data: dict) -> None:
+        with self._lock:
+            self.user, self.sid = data.get("user"), data.get("sid")
+            self._lock.notify_all()
+
+    def _on_message(self, message: dict) -> None:
+        with self._lock:
+            self._timeline.merge(message)
+            self._lock.notify_all()
+
+    def _on_message_deleted(self, data: dict) -> None:
+        with self._lock:
+            self._timeline.mark_deleted(data.get("id"))
+            self._lock.notify_all()
+
+    def _on_announcement(self, data: dict) -> None:
+        with self._lock:
+            self.announcements.append(data)
+            self._lock.notify_all()
+
+    # -- the delivery thread --------------------------------------------------------
+
+    def _request(self, event: str, payload: dict, timeout: float) -> dict:
+        """Emit one event and wait for its ack on this connection."""
+        answer: list = []
+        with self._lock:
+            if not self._connected or self._closed:
+                raise ConnectionLost("not connected")
+            generation = self._generation
+
+        def on_ack(*args) -> None:
+            with self._lock:
+                answer.append(args[0] if args else None)
+                self._lock.notify_all()
+
+        try:
+            self.sio.emit(event, payload, callback=on_ack)
+        except socketio.exceptions.SocketIOError as error:
+            raise ConnectionLost(str(error)) from None
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while not answer:
+                remaining = deadline - time.monotonic()
+                if self._generation != generation or not self._connected or self._closed or remaining <= 0:
+                    # The ack is lost with its connection; whatever was asked may still have happened.
+                    raise ConnectionLost(f"no answer to {event}")
+                self._lock.wait(remaining)
+        if not isinstance(answer[0], dict):
+            return {"ok": False, "error": {"code": "internal", "message": f"malformed ack {answer[0]!r}"}}
+        return answer[0]
+
+    def _deliver(self) -> None:
+        """Catch up after every connect, then send the outbox head by head."""
+        while True:
+            with self._lock:
+                while True:
+                    if self._closed:
+                        return
+                    ready_in = self._outbox.ready_in(time.monotonic())
+                    if self._connected and (not self._synced or ready_in == 0):
+                        break
+                    self._lock.wait(ready_in if self._connected and ready_in else None)
+                generation = self._generation
+                head = None if not self._synced else self._outbox.head()
+            try:
+                if head is None:
+                    self._catch_up(generation)
+                else:
+                    self._send(head)
+            except ConnectionLost:
+                # The next connect starts over: catch up again, then resend the head.
+                continue
+
+    def _catch_up(self, generation: int) -> None:
+        while True:
+            ack = self._request("sync", {"after": self._timeline.cursor}, self.ack_timeout)
+            if not ack.get("ok"):
+                # Not a connection problem (the server refused sync): try again a little later.
+                time.sleep(0.5)
+                raise ConnectionLost(f"sync refused: {ack.get('error')}")
+            with self._lock:
+                if generation != self._generation:
+                    raise ConnectionLost("reconnected while catching up")
+                for message in ack["messages"]:
+                    self._timeline.merge(message)
+                if ack["messages"]:
+                    self._timeline.advance(ack["messages"][-1]["id"])
+                if not ack["has_more"] or not ack["messages"]:
+                    self._synced = True
+                    self._lock.notify_all()
+                    return
+                self._lock.notify_all()
+
+    def _send(self, item: OutgoingMessage) -> None:
+        with self._lock:
+            item.attempts += 1
+        try:
+            ack = self._request(item.event, item.payload, self.ack_timeout)
+        except ConnectionLost:
+            with self._lock:
+                if self._connected and not self._closed:
+                    # Connected but unanswered: a stalled transport. Retry after a pause.
+                    self._outbox.postpone(item)
+            raise
+        with self._lock:
+            self._outbox.settle(item, ack)
+            if ack.get("ok"):
+                self._timeline.merge(ack["message"])
+            self._lock.notify_all()
+
+
+__all__ = ["ConnectionLost", "MessageRejected", "RequestFailed", "SwitchboardClient", "request_token"]

@@ -1,0 +1,165 @@
+"""Tools for delivery tests: seeded accounts, a TCP proxy that drops connections, the stored truth."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import struct
+import threading
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from app.client import SwitchboardClient
+
+PASSWORD = "correct horse battery"
+
+
+@dataclass(frozen=True)
+class Account:
+    user: dict
+    token: str
+
+    @property
+    def username(self) -> str:
+        return self.user["username"]
+
+
+def seed_accounts(server, count: int, *, prefix: str, rooms: tuple[str, ...] = ()) -> list[Account]:
+    """Create users in the live server's database with the app's own services, members of ``rooms``.
+
+    Registering through the API would spend seconds of the server's CPU on password hashes;
+    tokens are issued with the server's secret key, as ``POST /api/token`` would.
+    """
+    from app import create_app
+    from app.config import TestingConfig
+    from app.extensions import db
+    from app.services import rooms as room_service
+    from app.services import users
+
+    config = type("SeedConfig", (TestingConfig,), {"SQLALCHEMY_DATABASE_URI": server.database_url})
+    app = create_app(config)
+    secret = server.env()["SECRET_KEY"]
+    accounts = []
+    with app.app_context():
+        for index in range(count):
+            user = users.register_user(f"{prefix}{index:03d}", PASSWORD)
+            for room in rooms:
+                room_service.join_room(user.id, room)
+            token = users.issue_token(user, secret, 3600)["token"]
+            accounts.append(Account(user=user.to_dict(), token=token))
+        db.session.remove()
+        db.engine.dispose()
+    return accounts
+
+
+def stored_messages(database_url: str) -> list[dict]:
+    """Every stored message, oldest first, read straight from the database."""
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                sa.text(
+                    "SELECT m.id, r.name AS room, u.username AS sender, m.client_id, m.body"
+                    " FROM messages m JOIN users u ON u.id = m.sender_id"
+                    " LEFT JOIN rooms r ON r.id = m.room_id ORDER BY m.id"
+                )
+            )
+            return [dict(row._mapping) for row in rows]
+    finally:
+        engine.dispose()
+
+
+def essentials(messages: list[dict]) -> list[tuple]:
+    """The fields a client view and the database must agree on, in order."""
+    return [
+        (
+            m["id"],
+            m["room"],
+            m["sender"] if isinstance(m["sender"], str) else m["sender"]["username"],
+            m["client_id"],
+            m["body"],
+        )
+        for m in messages
+    ]
+
+
+def converged(client: SwitchboardClient, expected: list[tuple], room: str) -> bool:
+    return essentials(client.room_messages(room)) == expected
+
+
+class DroppingProxy:
+    """A TCP proxy in front of the server for one client: ``drop()`` cuts every connection
+    it carries at once, mid-stream, the way a lost network does. New connections go through."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target = ("127.0.0.1", target_port)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._lock = threading.Lock()
+        self._sockets: set[socket.socket] = set()
+        self._closed = False
+        self.drops = 0
+        threading.Thread(target=self._accept, name="proxy-accept", daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                downstream, _ = self._listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+                upstream.settimeout(None)
+            except OSError:
+                downstream.close()
+                continue
+            for sock in (downstream, upstream):
+                # Without it, Nagle's algorithm and delayed acks hold each small HTTP write ~40 ms.
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            with self._lock:
+                if self._closed:
+                    downstream.close()
+                    upstream.close()
+                    return
+                self._sockets.update((downstream, upstream))
+            for source, sink in ((downstream, upstream), (upstream, downstream)):
+                threading.Thread(target=self._pump, args=(source, sink), name="proxy-pump", daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with self._lock:
+                self._sockets.discard(source)
+                self._sockets.discard(sink)
+            for sock in (source, sink):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+
+    def drop(self) -> None:
+        with self._lock:
+            victims = list(self._sockets)
+            self._sockets.clear()
+            self.drops += 1
+        for sock in victims:
+            with contextlib.suppress(OSError):
+                # Linger 0: the close resets the connection instead of finishing it politely.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+        self._listener.close()
+        self.drop()

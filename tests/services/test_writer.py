@@ -1,0 +1,134 @@
+"""MessageWriter's group commit: one batch, one commit, every draft answered exactly once."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from app.database import write_lock
+from app.extensions import db
+from app.models import Message, Room, User
+from app.services import messages, users
+
+both_databases = pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+WAIT_SECONDS = 20
+
+
+def stored() -> list[tuple[int, str | None, str]]:
+    with db.session.begin():
+        rows = db.session.execute(sa.select(Message.sender_id, Message.client_id, Message.body).order_by(Message.id))
+        return [tuple(row) for row in rows]
+
+
+def run_in_one_batch(app, drafts: list[messages.Draft]) -> list[messages.Posted | BaseException]:
+    """Queue every draft from its own thread while this thread holds the write lock, then let go:
+    the first thread to get the lock commits all of them together."""
+    answers: list[messages.Posted | BaseException | None] = [None] * len(drafts)
+
+    def post(index: int, draft: messages.Draft) -> None:
+        with app.app_context():
+            try:
+                answers[index] = messages.writer.write(draft)
+            except BaseException as error:  # handed to the test thread to assert on
+                answers[index] = error
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=post, args=(i, d), daemon=True) for i, d in enumerate(drafts)]
+    with write_lock():
+        for index, thread in enumerate(threads):
+            thread.start()
+            # Queue them in this order, so the batch order is known.
+            deadline = time.monotonic() + WAIT_SECONDS
+            while len(messages.writer.pending) < index + 1:
+                assert time.monotonic() < deadline, "a draft never reached the queue"
+                time.sleep(0.005)
+        batch_size = len(messages.writer.pending)
+    for thread in threads:
+        thread.join(WAIT_SECONDS)
+        assert not thread.is_alive(), "a writer never returned"
+    assert batch_size == len(drafts)
+    return answers
+
+
+@pytest.fixture
+def people(app):
+    with app.app_context():
+        ann, bob = users.register_user("ann", "password1"), users.register_user("bob", "password1")
+        general = db.session.scalar(sa.select(Room).where(Room.name == "general"))
+        return ann.id, bob.id, general.id
+
+
+@both_databases
+def test_a_client_id_repeated_within_one_batch_is_stored_once(app, ctx, people):
+    ann, bob, general = people
+    answers = run_in_one_batch(
+        app,
+        [
+            messages.Draft(sender_id=ann, room_id=general, body="first", client_id="same"),
+            messages.Draft(sender_id=ann, room_id=general, body="second try", client_id="same"),
+            messages.Draft(sender_id=bob, room_id=general, body="bob's", client_id="same"),
+            messages.Draft(sender_id=ann, room_id=general, body="third", client_id="same"),
+        ],
+    )
+    assert stored() == [(ann, "same", "first"), (bob, "same", "bob's")]
+    first, second, bobs, third = answers
+    assert first.duplicate is False and bobs.duplicate is False
+    assert second.duplicate is True and third.duplicate is True
+    assert second.message == first.message == third.message
+    assert first.message["body"] == "first"
+    assert bobs.message["id"] != first.message["id"]
+
+
+@both_databases
+def test_a_client_id_stored_earlier_answers_with_the_stored_message_in_a_batch(app, ctx, people):
+    ann, _bob, general = people
+    user = db.session.get(User, ann)
+    earlier = messages.post_room_message(user, "general", "original", "c-1").message
+    answers = run_in_one_batch(
+        app,
+        [
+            messages.Draft(sender_id=ann, room_id=general, body="new", client_id="c-2"),
+            messages.Draft(sender_id=ann, room_id=general, body="resent", client_id="c-1"),
+        ],
+    )
+    assert [a.duplicate for a in answers] == [False, True]
+    assert answers[1].message == earlier
+    assert stored() == [(ann, "c-1", "original"), (ann, "c-2", "new")]
+
+
+@both_databases
+def test_a_draft_that_cannot_be_stored_fails_alone(app, ctx, people):
+    ann, bob, general = people
+    answers = run_in_one_batch(
+        app,
+        [
+            messages.Draft(sender_id=ann, room_id=general, body="fine", client_id="a-1"),
+            messages.Draft(sender_id=bob, room_id=general + 999, body="no such room", client_id="b-1"),
+            messages.Draft(sender_id=bob, room_id=general, body="also fine", client_id="b-2"),
+        ],
+    )
+    fine, broken, also_fine = answers
+    assert isinstance(broken, IntegrityError)
+    assert fine.message["body"] == "fine" and also_fine.message["body"] == "also fine"
+    assert stored() == [(ann, "a-1", "fine"), (bob, "b-2", "also fine")]
+
+
+@both_databases
+def test_batched_ids_follow_queue_order(app, ctx, people):
+    ann, bob, general = people
+    bodies = [f"m{n}" for n in range(6)]
+    answers = run_in_one_batch(
+        app,
+        [
+            messages.Draft(sender_id=(ann, bob)[n % 2], room_id=general, body=body, client_id=body)
+            for n, body in enumerate(bodies)
+        ],
+    )
+    ids = [a.message["id"] for a in answers]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert [body for _s, _c, body in stored()] == bodies
