@@ -34,3 +34,23 @@ def artifacts_dir() -> Path:
     """Screenshots land here (ignored by git) so a person can look at what users see."""
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture
+def make_context(browser):
+    """Open browser contexts (independent cookie jars and storage, one per user): closed at teardown.
+
+    Built on ``browser.new_context`` rather than pytest-playwright's ``new_context``, whose
+    ``base_url`` fixture trips a pytest deprecation warning (warnings are errors here).
+    """
+    contexts = []
+
+    def open_context(base_url: str, **kwargs):
+        context = browser.new_context(base_url=base_url, **kwargs)
+        context.set_default_timeout(15_000)
+        contexts.append(context)
+        return context
+
+    yield open_context
+    for context in contexts:
+        context.close()
