@@ -1,0 +1,1 @@
+"""JSON API tests through the Flask test client."""
