@@ -480,6 +480,8 @@ class Bench:
                         if profile is not None:
                             step["profile"] = self.finish_profile(profile)
                         steps.append(step)
+                        if not step["drained"]:
+                            break  # a backlog would spill into the next, faster step
                         time.sleep(0.5)
                 out[server.kind] = {
                     "members": members,
@@ -605,7 +607,7 @@ class Bench:
                     "p50": delta(two["latency_ms"]["p50"], one["latency_ms"]["p50"]),
                     "p99": delta(two["latency_ms"]["p99"], one["latency_ms"]["p99"]),
                 }
-                for one, two in zip(out["single"]["steps"], out["pair"]["steps"], strict=True)
+                for one, two in zip(out["single"]["steps"], out["pair"]["steps"], strict=False)
             ]
         return out
 
@@ -634,6 +636,8 @@ class Bench:
                 )
                 step["correct"] = correct(step)
                 steps.append(step)
+                if not step["drained"]:
+                    break  # a backlog would spill into the next, faster step
                 time.sleep(0.5)
         return {"servers": len(servers), "steps": steps}
 
@@ -821,28 +825,25 @@ def generator_flag(step: dict) -> str:
     return f"{fmt(100 * step['generator_cpu'], 0)}%" + (" SAT" if step["generator_saturated"] else "")
 
 
+def traffic_cells(step: dict | None, detailed: bool) -> list:
+    if step is None:
+        return ["not run"] + ["-"] * (6 if detailed else 5)
+    cells = [step["deliveries_per_s"], step["latency_ms"]["p50"]]
+    cells += [step["latency_ms"]["p95"]] if detailed else []
+    cells += [step["latency_ms"]["p99"], traffic_check(step), f"{fmt(100 * step['server_cpu'][0], 0)}%"]
+    return cells + [generator_flag(step)]
+
+
 def traffic_rows(sb_steps: list, ref_steps: list) -> list[list]:
+    """One row per rate; a side that stopped early (a backlog at a lower rate) shows "not run"."""
+    by_rate: dict = {}
+    for side, steps in ((0, sb_steps), (1, ref_steps)):
+        for step in steps:
+            by_rate.setdefault(step["rate"], [None, None])[side] = step
     rows = []
-    for sb, ref in zip(sb_steps, ref_steps, strict=False):
-        rows.append(
-            [
-                sb["rate"],
-                sb["deliveries_per_s"],
-                sb["latency_ms"]["p50"],
-                sb["latency_ms"]["p95"],
-                sb["latency_ms"]["p99"],
-                traffic_check(sb),
-                f"{fmt(100 * sb['server_cpu'][0], 0)}%",
-                generator_flag(sb),
-                ref["deliveries_per_s"],
-                ref["latency_ms"]["p50"],
-                ref["latency_ms"]["p99"],
-                traffic_check(ref),
-                f"{fmt(100 * ref['server_cpu'][0], 0)}%",
-                generator_flag(ref),
-                ratio(sb["latency_ms"]["p99"], ref["latency_ms"]["p99"], higher_is_better=False),
-            ]
-        )
+    for rate, (sb, ref) in sorted(by_rate.items()):
+        p99 = ratio(sb["latency_ms"]["p99"], ref["latency_ms"]["p99"], higher_is_better=False) if sb and ref else "-"
+        rows.append([rate] + traffic_cells(sb, True) + traffic_cells(ref, False) + [p99])
     return rows
 
 
