@@ -1,0 +1,108 @@
+"""The admin dashboard in Chromium: an admin watches a user come online, announces, and bans them."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.support import api
+from tests.support.live_server import ROOT, VENV_BIN
+
+pytestmark = pytest.mark.e2e
+
+PASSWORD = "correct horse battery"
+TIMEOUT_MS = 15_000
+
+
+def create_admin(server, username: str) -> None:
+    subprocess.run(
+        [str(VENV_BIN / "flask"), "--app", "wsgi", "users", "create-admin", username, "--password", PASSWORD],
+        cwd=ROOT,
+        env=server.env(),
+        check=True,
+        capture_output=True,
+    )
+
+
+def sign_in(page: Page, username: str, next_path: str = "/") -> None:
+    page.goto(f"/login?next={next_path}")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(re.compile(rf"{re.escape(next_path)}$"))
+
+
+@pytest.fixture
+def contexts(browser, live_server):
+    opened = []
+
+    def open_context():
+        context = browser.new_context(base_url=live_server.url)
+        context.set_default_timeout(TIMEOUT_MS)
+        opened.append(context)
+        return context
+
+    yield open_context
+    for context in opened:
+        context.close()
+
+
+def test_admin_sees_a_user_announces_and_bans_them(live_server, contexts, artifacts_dir):
+    boss = api.new_username("boss")
+    alice = api.new_username("alice")
+    create_admin(live_server, boss)
+    api.register_and_token(live_server.url, alice, PASSWORD)
+
+    anonymous = contexts().request.get("/admin", max_redirects=0)
+    assert anonymous.status == 302 and "/login?next=/admin" in anonymous.headers["location"]
+
+    admin_page = contexts().new_page()
+    sign_in(admin_page, boss, "/admin")
+    expect(admin_page.locator("#admin-status")).to_have_text("Connected")
+    sockets = admin_page.locator("#sockets-body")
+    expect(sockets).to_contain_text(boss)  # the dashboard's own `/` socket
+    expect(sockets).not_to_contain_text(alice)
+
+    user_context = contexts()
+    user_page = user_context.new_page()
+    sign_in(user_page, alice)
+    assert user_context.request.get("/admin").status == 403
+    expect(user_page.locator("#connection-status")).to_have_text("Connected")
+
+    # The user comes online: the socket list and the statistics follow without a reload.
+    expect(sockets).to_contain_text(alice)
+    expect(admin_page.get_by_role("button", name=re.compile(rf"^Kick {alice} "))).to_be_visible()
+    expect(admin_page.locator("#stat-users-online")).to_have_text("2")
+
+    admin_page.get_by_label("Announcement text").fill("Maintenance at noon <b>sharp</b>")
+    admin_page.get_by_role("button", name="Send announcement").click()
+    expect(user_page.locator("#announcement")).to_contain_text("Maintenance at noon <b>sharp</b>")
+    expect(admin_page.locator("#admin-feedback")).to_have_text("Announcement sent to everyone online.")
+
+    # Keyboard only: a reason typed in its labelled field, then the ban button pressed with Enter.
+    admin_page.get_by_label("Ban reason (optional)").fill("spam")
+    ban = admin_page.get_by_role("button", name=f"Ban {alice}")
+    ban.focus()
+    ban.press("Enter")
+
+    expect(user_page.locator("#connection-status")).to_have_text("Disconnected: banned")
+    expect(admin_page.locator("#admin-feedback")).to_have_text(f"Banned {alice}.")
+    expect(admin_page.get_by_role("button", name=f"Unban {alice}")).to_be_visible()
+    expect(sockets).not_to_contain_text(alice)
+    latest = admin_page.locator("#audit-body tr").first
+    expect(latest).to_contain_text("ban")
+    expect(latest).to_contain_text(alice)
+    expect(latest).to_contain_text("spam")
+    expect(admin_page.locator("#audit-body")).to_contain_text("announce")
+    admin_page.screenshot(path=str(artifacts_dir / "admin-dashboard.png"), full_page=True)
+
+    # Signed out by the ban: the next sign-in is refused with the reason.
+    refused = contexts().new_page()
+    refused.goto("/login")
+    refused.get_by_label("Username").fill(alice)
+    refused.get_by_label("Password").fill(PASSWORD)
+    refused.get_by_role("button", name="Sign in").click()
+    expect(refused.get_by_text("this account is banned: spam")).to_be_visible()
