@@ -1,0 +1,228 @@
+"""deploy/nginx.conf in a real nginx in front of two Switchboard servers: sticky sessions and websockets."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+import requests
+import socketio
+
+from tests.support import api, components
+from tests.support.live_server import ROOT, LiveServer, free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.redis]
+
+SITE_CONFIG = ROOT / "deploy" / "nginx.conf"
+WAIT_SECONDS = 10.0
+
+
+def nginx_binary() -> str:
+    for candidate in (shutil.which("nginx"), "/usr/sbin/nginx"):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    components.missing("nginx is not installed (apt-get install nginx)")
+
+
+def site_config(upstreams: list[str], port: int) -> str:
+    """The shipped site config with this test's upstream servers and listening port."""
+    text = SITE_CONFIG.read_text()
+    server_line = re.compile(r"^[ \t]*server app\d+:5000;\n", re.M)
+    assert len(server_line.findall(text)) == 2, "deploy/nginx.conf should list app1 and app2"
+    first = server_line.search(text)
+    ours = "".join(f"    server {upstream};\n" for upstream in upstreams)
+    text = text[: first.start()] + ours + server_line.sub("", text[first.start() :])
+    text, listens = re.subn(r"^([ \t]*)listen 80;", rf"\1listen 127.0.0.1:{port};", text, flags=re.M)
+    assert listens == 1
+    return text
+
+
+def main_config(directory: Path) -> str:
+    """What the nginx image's own nginx.conf provides, with every path in the test's directory."""
+    temp_paths = "\n".join(
+        f"    {kind}_temp_path {directory / kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    return f"""
+user {pwd.getpwuid(os.geteuid()).pw_name};
+worker_processes 1;
+pid {directory / "nginx.pid"};
+error_log {directory / "error.log"} notice;
+events {{ worker_connections 1024; }}
+http {{
+{temp_paths}
+    log_format upstreams '$request_uri $upstream_addr $status';
+    access_log {directory / "access.log"} upstreams;
+    include {directory / "switchboard.conf"};
+}}
+"""
+
+
+@dataclass
+class Proxy:
+    url: str
+    servers: list[LiveServer]
+    access_log: Path
+
+    def upstream_port(self, server: LiveServer) -> str:
+        return f"127.0.0.1:{server.port}"
+
+    def upstreams_of(self, probe: str) -> list[str]:
+        """The upstream of every logged request whose URI carries ``probe``, in order."""
+        lines = self.access_log.read_text().splitlines() if self.access_log.exists() else []
+        return [line.split(" ")[1] for line in lines if f"probe={probe}" in line]
+
+    def route_cookies(self) -> dict[str, str]:
+        """An sb_route cookie value that nginx routes to each upstream, found by asking it."""
+        found: dict[str, str] = {}
+        for _ in range(64):
+            value, probe = uuid.uuid4().hex, uuid.uuid4().hex
+            answer = requests.get(f"{self.url}/healthz?probe={probe}", cookies={"sb_route": value}, timeout=10)
+            assert answer.status_code == 200
+            eventually(lambda probe=probe: self.upstreams_of(probe), "the access log line")
+            found.setdefault(self.upstreams_of(probe)[0], value)
+            if len(found) == len(self.servers):
+                return found
+        raise AssertionError(f"nginx sent every request to {sorted(found)}")
+
+
+def eventually(condition: Callable[[], object], what: str, timeout: float = WAIT_SECONDS) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} did not happen within {timeout}s"
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def proxy(tmp_path_factory) -> Iterator[Proxy]:
+    nginx = nginx_binary()
+    redis_url = components.redis_url()
+    database_url = components.create_postgres_database()
+    prefix = components.unique_name("sbnginx")
+    directory = tmp_path_factory.mktemp("nginx")
+    env = {"REDIS_URL": redis_url, "REDIS_PREFIX": prefix, "ACCESS_LOG": "-"}
+    servers: list[LiveServer] = []
+    process = None
+    try:
+        for name in ("a", "b"):
+            server = LiveServer(database_url, directory / f"{name}.log", env=env)
+            servers.append(server)
+            server.start(migrate=name == "a")
+        port = free_port()
+        (directory / "switchboard.conf").write_text(site_config([f"127.0.0.1:{s.port}" for s in servers], port))
+        (directory / "nginx.conf").write_text(main_config(directory))
+        with open(directory / "nginx.out", "wb") as output:
+            process = subprocess.Popen(
+                [nginx, "-c", str(directory / "nginx.conf"), "-p", str(directory), "-g", "daemon off;"],
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        proxy = Proxy(f"http://127.0.0.1:{port}", servers, directory / "access.log")
+
+        def answers() -> bool:
+            assert process.poll() is None, (directory / "nginx.out").read_text() + (directory / "error.log").read_text()
+            try:
+                return requests.get(proxy.url + "/healthz", timeout=1).status_code == 200
+            except requests.RequestException:
+                return False
+
+        eventually(answers, "nginx answering /healthz")
+        yield proxy
+    finally:
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGQUIT)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+        for server in servers:
+            server.stop()
+        components.drop_postgres_database(database_url)
+        client = redis.Redis.from_url(redis_url)
+        leftover = list(client.scan_iter(f"{prefix}:*"))
+        if leftover:
+            client.delete(*leftover)
+        client.close()
+
+
+def with_body(body: str):
+    return lambda data: isinstance(data, dict) and data.get("body") == body
+
+
+def test_polling_and_websocket_clients_on_different_upstreams_chat_through_nginx(proxy, open_client):
+    route = proxy.route_cookies()
+    to_a, to_b = route[proxy.upstream_port(proxy.servers[0])], route[proxy.upstream_port(proxy.servers[1])]
+    alice = api.register_and_token(proxy.url)
+    bob = api.register_and_token(proxy.url)
+    poller_probe, websocket_probe = f"poll{uuid.uuid4().hex}", f"ws{uuid.uuid4().hex}"
+
+    poller = open_client(f"{proxy.url}/?probe={poller_probe}", "polling")
+    # A browser page served through nginx sends its own origin: nginx must pass the Host that matches it.
+    poller.connect(token=alice["token"], cookie=f"sb_route={to_a}", origin=proxy.url)
+    websocket = open_client(f"{proxy.url}/?probe={websocket_probe}", "websocket")
+    websocket.connect(token=bob["token"], cookie=f"sb_route={to_b}")
+    room = f"nginx-{uuid.uuid4().hex[:8]}"
+    for client in (poller, websocket):
+        assert client.call("join", {"room": room})["ok"] is True
+
+    sent = websocket.call("message", {"room": room, "body": "over a websocket", "client_id": "w1"})
+    assert sent["ok"] is True, sent
+    assert poller.wait_for("message", with_body("over a websocket")) == sent["message"]
+    sent = poller.call("message", {"room": room, "body": "over long-polling", "client_id": "p1"})
+    assert sent["ok"] is True, sent
+    assert websocket.wait_for("message", with_body("over long-polling")) == sent["message"]
+    sent = poller.call("dm", {"to_sid": websocket.sid, "body": "to your socket", "client_id": "p2"})
+    assert sent["ok"] is True, sent
+    assert websocket.wait_for("dm", with_body("to your socket")) == sent["message"]
+
+    poller.close()
+    websocket.close()
+    # nginx logs a websocket when it closes: wait for it, then every request of each client hit one upstream.
+    eventually(lambda: proxy.upstreams_of(websocket_probe), "the websocket's access log line")
+    poller_upstreams = proxy.upstreams_of(poller_probe)
+    assert len(poller_upstreams) >= 3
+    assert set(poller_upstreams) == {proxy.upstream_port(proxy.servers[0])}
+    assert set(proxy.upstreams_of(websocket_probe)) == {proxy.upstream_port(proxy.servers[1])}
+
+
+def test_a_default_client_gets_a_route_cookie_and_upgrades_on_its_own_upstream(proxy):
+    account = api.register_and_token(proxy.url)
+    probe = f"up{uuid.uuid4().hex}"
+    client = socketio.Client(reconnection=False)
+    try:
+        # Default transports: long-polling first, then the websocket upgrade, like the browser page.
+        client.connect(f"{proxy.url}/?probe={probe}", auth={"token": account["token"]}, wait_timeout=WAIT_SECONDS)
+        assert client.eio.http.cookies.get("sb_route")
+        eventually(lambda: client.transport() == "websocket", "the websocket upgrade")
+        answer = client.call("who", {}, timeout=WAIT_SECONDS)
+        assert account["user"]["username"] in [entry["user"]["username"] for entry in answer["users"]]
+    finally:
+        client.disconnect()
+        client.shutdown()
+    eventually(lambda: any("transport=websocket" in line for line in _lines(proxy, probe)), "the websocket log line")
+    assert len(set(proxy.upstreams_of(probe))) == 1
+    assert any("transport=polling" in line for line in _lines(proxy, probe))
+
+
+def _lines(proxy: Proxy, probe: str) -> list[str]:
+    text = proxy.access_log.read_text() if proxy.access_log.exists() else ""
+    return [line for line in text.splitlines() if f"probe={probe}" in line]
+
+
+@pytest.mark.parametrize(("origin", "status"), [("http://evil.example", 400), (None, 200), ("self", 200)])
+def test_the_origin_check_still_holds_through_nginx(proxy, origin, status):
+    headers = {} if origin is None else {"Origin": proxy.url if origin == "self" else origin}
+    handshake = requests.get(f"{proxy.url}/socket.io/?EIO=4&transport=polling", headers=headers, timeout=10)
+    assert handshake.status_code == status, handshake.text
