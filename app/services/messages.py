@@ -163,7 +163,23 @@ def _check_can_post(user: User) -> None:
         )
 
 
+def repeated(user: User, client_id) -> Posted | None:
+    """The message an earlier send with this client_id stored, if any.
+
+    A retry (after a lost ack, often from a new socket) gets the stored message back
+    whatever its new payload, so it is looked up before the payload is judged.
+    """
+    cid = validation.client_id(client_id)
+    if cid is None:
+        return None
+    stored = db.session.scalar(sa.select(Message).where(Message.sender_id == user.id, Message.client_id == cid))
+    return Posted(stored.to_dict(), True) if stored is not None else None
+
+
 def post_room_message(user: User, room_name, body, client_id=None) -> Posted:
+    earlier = repeated(user, client_id)
+    if earlier is not None:
+        return earlier
     text = validation.body(body)
     cid = validation.client_id(client_id)
     room = get_room(room_name)
@@ -174,6 +190,9 @@ def post_room_message(user: User, room_name, body, client_id=None) -> Posted:
 
 
 def post_direct_message(user: User, recipient: User, body, client_id=None) -> Posted:
+    earlier = repeated(user, client_id)
+    if earlier is not None:
+        return earlier
     text = validation.body(body)
     cid = validation.client_id(client_id)
     _check_can_post(user)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flask import request
-from flask_socketio import join_room
+from flask_socketio import ConnectionRefusedError, join_room
 
 from app.errors import ServiceError
 from app.extensions import db
@@ -39,13 +39,28 @@ class ChatNamespace(GuardedNamespace):
     # -- connection ---------------------------------------------------------
 
     def on_connect(self, auth=None):
-        user = connecting_user(auth)
         sid = request.sid
-        member_rooms = rooms.rooms_of(user.id)
+        # Everything that can fail runs before the socket is registered, so a failed
+        # connect is refused cleanly and never leaves a user "online" without a socket.
+        try:
+            user = connecting_user(auth)
+            member_rooms = rooms.rooms_of(user.id)
+            user_dict = user.to_dict()
+            session_payload = {
+                "user": user_dict,
+                "sid": sid,
+                "rooms": rooms.room_dicts(member_rooms, self.presence.online_user_ids() | {user.id}),
+                "unread": self._unread(user.id, member_rooms),
+            }
+        except ConnectionRefusedError:
+            raise
+        except Exception:
+            log.exception("could not open a / socket")
+            db.session.rollback()
+            raise ConnectionRefusedError("internal") from None
         join_room(user_key(user.id))
         for room in member_rooms:
             join_room(room_key(room.name))
-        user_dict = user.to_dict()
         first = self.presence.add(
             SocketInfo(
                 sid=sid,
@@ -55,17 +70,7 @@ class ChatNamespace(GuardedNamespace):
                 rooms=[room.name for room in member_rooms],
             )
         )
-        online = self.presence.online_user_ids()
-        self.emit(
-            "session",
-            {
-                "user": user_dict,
-                "sid": sid,
-                "rooms": rooms.room_dicts(member_rooms, online),
-                "unread": self._unread(user.id, member_rooms),
-            },
-            room=sid,
-        )
+        self.emit("session", session_payload, room=sid)
         if first:
             self.emit("presence", {"user": user_dict, "online": True})
 
@@ -169,6 +174,10 @@ class ChatNamespace(GuardedNamespace):
         user = self._fresh_user()
         self._check_send_allowed(user)
         data = validation.payload(data)
+        # A retry must not depend on its recipient's socket still being there.
+        earlier = messages.repeated(user, data.get("client_id"))
+        if earlier is not None:
+            return {"message": earlier.message}
         to_sid, to_user = data.get("to_sid"), data.get("to_user")
         if (to_sid is None) == (to_user is None):
             raise ServiceError("invalid", "give exactly one of to_sid and to_user")
@@ -189,7 +198,8 @@ class ChatNamespace(GuardedNamespace):
         if not posted.duplicate:
             sender_sockets = user_key(user.id)
             if to_sid is not None:
-                self._broadcast("dm", posted.message, to=to_sid)
+                if to_sid != request.sid:  # the sending socket learns of it through the ack
+                    self._broadcast("dm", posted.message, to=to_sid)
                 self._broadcast("dm", posted.message, to=sender_sockets, skip_sid=[request.sid, to_sid])
             else:
                 self._broadcast(

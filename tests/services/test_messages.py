@@ -119,6 +119,8 @@ def test_repeated_client_id_returns_the_stored_message_and_stores_nothing_more(a
         lambda: messages.post_room_message(ann, "general", "a different body", "same-id"),
         lambda: messages.post_room_message(ann, "random", "another room", "same-id"),
         lambda: messages.post_direct_message(ann, bob, "now as a dm", "same-id"),
+        lambda: messages.post_room_message(ann, "general", "   ", "same-id"),
+        lambda: messages.post_room_message(ann, "nowhere", "x" * 5000, "same-id"),
     ):
         again = repeat()
         assert again.duplicate is True

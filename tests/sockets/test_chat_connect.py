@@ -4,7 +4,7 @@ import pytest
 from socketio import packet
 
 from app.extensions import socketio
-from app.services import users
+from app.services import rooms, users
 
 
 def received(sio, name: str) -> list:
@@ -39,6 +39,13 @@ def refusals(app):
         server._send_packet = record
 
     return seen, install
+
+
+def login_client(app, user):
+    client = app.test_client()
+    response = client.post("/login", data={"username": user.username, "password": user.password})
+    assert response.status_code == 302
+    return client
 
 
 def token_for(app, user) -> str:
@@ -153,3 +160,29 @@ def test_every_socket_of_a_user_is_in_the_users_rooms(socket_client, make_user):
     assert ack["ok"] is True
     assert received(tab1, "message") == [ack["message"]]
     assert received(tab2, "message") == [ack["message"]]
+
+
+def test_a_failure_while_connecting_is_refused_with_internal_and_leaves_no_presence(
+    app, socket_client, make_user, refusals, monkeypatch, caplog
+):
+    seen, install = refusals
+    ann, bob = make_user("ann"), make_user("bob")
+    watcher = socket_client(bob)
+    watcher.get_received()
+    flask_client = login_client(app, ann)
+
+    def broken_rooms_of(user_id):
+        raise RuntimeError("the rooms query blew up")
+
+    monkeypatch.setattr(rooms, "rooms_of", broken_rooms_of)
+    sio = socketio.test_client(app, flask_test_client=flask_client)
+    assert not sio.is_connected()
+    install()
+    sio.connect()
+    assert not sio.is_connected()
+    assert seen == [{"message": "internal"}]
+    assert "the rooms query blew up" in caplog.text
+    monkeypatch.undo()
+    assert [e for e in watcher.get_received() if e["name"] == "presence"] == []
+    who = watcher.emit("who", {}, callback=True)
+    assert [entry["user"]["username"] for entry in who["users"]] == ["bob"]

@@ -262,6 +262,34 @@ def test_repeated_dm_client_id_is_not_delivered_twice(app, open_tab, make_user):
     assert len(stored_ids(app)) == 1
 
 
+def test_dm_retry_after_the_target_socket_left_returns_the_stored_dm(app, open_tab, make_user):
+    sender, target = open_tab(make_user("ann")), open_tab(make_user("bob"))
+    first = sender.send("dm", {"to_sid": target.sid, "body": "hello", "client_id": "retry-me"})
+    target.sio.disconnect()
+    again = sender.send("dm", {"to_sid": target.sid, "body": "hello", "client_id": "retry-me"})
+    assert again == first
+    assert len(stored_ids(app)) == 1
+
+
+def test_message_retry_after_leaving_the_room_returns_the_stored_message(app, open_tab, make_user):
+    tab = open_tab(make_user("ann"))
+    tab.send("join", {"room": "random"})
+    first = tab.send("message", {"room": "random", "body": "hello", "client_id": "retry-me"})
+    tab.send("leave", {"room": "random"})
+    assert tab.send("message", {"room": "random", "body": "hello", "client_id": "retry-me"}) == first
+    assert len(stored_ids(app)) == 1
+
+
+def test_dm_to_ones_own_sid_reaches_only_the_other_tabs(open_tab, make_user):
+    ann = make_user("ann")
+    tab1, tab2 = open_tab(ann), open_tab(ann)
+    drain(tab1, tab2)
+    ack = tab1.send("dm", {"to_sid": tab1.sid, "body": "note to self", "client_id": "n"})
+    assert ack["ok"] is True
+    assert tab1.got("dm") == []
+    assert tab2.got("dm") == [ack["message"]]
+
+
 @pytest.mark.parametrize(
     ("payload", "code"),
     [
