@@ -14,8 +14,11 @@ Keys under ``<prefix>:presence``:
 - ``sockets``: hash sid -> JSON ``{"worker", "user_id", "info": SocketInfo}``
 - ``user:<id>``: set of the user's sids; ``online``: set of user ids with at least one sid
 - ``worker:<id>``: set of the worker's sids; ``workers``: set of registered worker ids
-- ``alive:<id>``: present while the worker heartbeats; ``reaped:<id>``: the worker was
-  declared dead while still running and must register its sockets again
+- ``alive:<id>``: present while the worker heartbeats
+
+Each heartbeat also compares the sockets registered for its worker with the ones the
+worker holds and mends any difference, so a worker declared dead while merely stalled,
+or a Redis that lost its data, is repaired within one heartbeat.
 """
 
 from __future__ import annotations
@@ -36,9 +39,6 @@ from app.services.ratelimit import RateLimiter
 
 log = logging.getLogger("switchboard.redis_state")
 
-# A worker reaped by mistake (stalled longer than the TTL) learns of it at its next
-# heartbeat; the marker only has to outlive any plausible stall.
-REAPED_MARKER_SECONDS = 24 * 3600
 UPDATE_ATTEMPTS = 20
 
 
@@ -110,43 +110,42 @@ local function reap()
       end
       redis.call('DEL', P .. ':worker:' .. worker)
       redis.call('SREM', WORKERS, worker)
-      redis.call('SET', P .. ':reaped:' .. worker, '1', 'EX', tonumber(ARGV[2]))
     end
   end
   return gone
 end
 """
 
-# ARGV: prefix, reaped-marker seconds, worker, ttl_ms, sid, user id, entry JSON
+# ARGV: prefix, worker, ttl_ms, sid, user id, entry JSON
 LUA_ADD = (
     LUA_COMMON
     + """
-keep_alive(ARGV[3], ARGV[4])
+keep_alive(ARGV[2], ARGV[3])
 local gone = reap()
-return {gone, register(ARGV[3], ARGV[5], ARGV[6], ARGV[7])}
+return {gone, register(ARGV[2], ARGV[4], ARGV[5], ARGV[6])}
 """
 )
 
-# ARGV: prefix, reaped-marker seconds, sid
+# ARGV: prefix, sid
 LUA_REMOVE = (
     LUA_COMMON
     + """
 local gone = reap()
-local raw, last = forget(ARGV[3])
+local raw, last = forget(ARGV[2])
 return {gone, raw or '', last}
 """
 )
 
-# ARGV: prefix, reaped-marker seconds, what, argument
+# ARGV: prefix, what, argument
 LUA_READ = (
     LUA_COMMON
     + """
 local gone = reap()
-local what = ARGV[3]
+local what = ARGV[2]
 if what == 'get' then
-  return {gone, redis.call('HGET', SOCKETS, ARGV[4]) or ''}
+  return {gone, redis.call('HGET', SOCKETS, ARGV[3]) or ''}
 elseif what == 'sids_of' then
-  return {gone, redis.call('SMEMBERS', P .. ':user:' .. ARGV[4])}
+  return {gone, redis.call('SMEMBERS', P .. ':user:' .. ARGV[3])}
 elseif what == 'online' then
   return {gone, redis.call('SMEMBERS', ONLINE)}
 end
@@ -154,24 +153,27 @@ return {gone, redis.call('HVALS', SOCKETS)}
 """
 )
 
-# ARGV: prefix, reaped-marker seconds, worker, ttl_ms
+# ARGV: prefix, worker, ttl_ms, how many sockets the worker holds.
+# Also returns the worker's registered sids when their number differs from that.
 LUA_HEARTBEAT = (
     LUA_COMMON
     + """
-keep_alive(ARGV[3], ARGV[4])
-local was_reaped = redis.call('DEL', P .. ':reaped:' .. ARGV[3])
-return {reap(), was_reaped}
+keep_alive(ARGV[2], ARGV[3])
+local gone = reap()
+local registered = P .. ':worker:' .. ARGV[2]
+if redis.call('SCARD', registered) == tonumber(ARGV[4]) then
+  return {gone, 0, {}}
+end
+return {gone, 1, redis.call('SMEMBERS', registered)}
 """
 )
 
-# ARGV: prefix, reaped-marker seconds, worker
+# ARGV: prefix, worker
 LUA_RETIRE = (
     LUA_COMMON
     + """
-redis.call('DEL', P .. ':alive:' .. ARGV[3])
-local gone = reap()
-redis.call('DEL', P .. ':reaped:' .. ARGV[3])
-return gone
+redis.call('DEL', P .. ':alive:' .. ARGV[2])
+return reap()
 """
 )
 
@@ -193,8 +195,8 @@ class RedisPresenceStore(PresenceStore):
     """The registry of `/` sockets of every worker, with first/last detection done atomically in Redis.
 
     ``presence_changed(user, online)`` is called for changes no socket event reports:
-    users whose last socket was on a worker that died, and the sockets a stalled worker
-    registers again after it was wrongly declared dead.
+    users whose last socket was on a worker that died, and users whose sockets the
+    heartbeat had to register again or remove.
     """
 
     def __init__(
@@ -220,7 +222,7 @@ class RedisPresenceStore(PresenceStore):
         self._heartbeat = client.register_script(LUA_HEARTBEAT)
         self._retire = client.register_script(LUA_RETIRE)
         self._replace = client.register_script(LUA_REPLACE)
-        # This worker's own sockets, kept to register them again if the worker is reaped by mistake.
+        # This worker's own sockets: what each heartbeat makes Redis agree with.
         self._local: dict[str, SocketInfo] = {}
         self._heartbeat_lock = threading.Lock()
         self._heartbeat_task = None
@@ -259,26 +261,31 @@ class RedisPresenceStore(PresenceStore):
                 log.exception("presence heartbeat failed")
 
     def heartbeat(self) -> None:
-        """Refresh this worker's alive key, reap dead workers, and recover if this one was reaped."""
-        gone, was_reaped = self._heartbeat(args=[self.prefix, REAPED_MARKER_SECONDS, self.worker_id, self.ttl_ms])
+        """Refresh this worker's alive key, reap dead workers, and mend this worker's registrations."""
+        gone, differs, registered = self._heartbeat(args=[self.prefix, self.worker_id, self.ttl_ms, len(self._local)])
         self._announce_gone(gone)
-        if int(was_reaped):
-            log.warning(
-                "presence: worker %s was declared dead while running; registering its sockets again", self.worker_id
-            )
-            self._register_again()
+        if int(differs):
+            self._mend(set(registered))
 
-    def _register_again(self) -> None:
-        for sid, info in list(self._local.items()):
-            if self._local.get(sid) is not info:
-                continue
+    def _mend(self, registered: set[str]) -> None:
+        """Make Redis hold exactly this worker's sockets again.
+
+        add() records a socket here before registering it and remove() forgets it here
+        first, so a socket held here but not registered was lost from Redis (this worker
+        was reaped while stalled, or Redis lost its data), and one registered but not held
+        here is a disconnect whose removal failed. First and last still come from Redis,
+        atomically, so a user is announced once even while sockets come and go meanwhile.
+        """
+        missing = [info for sid, info in list(self._local.items()) if sid not in registered]
+        if missing:
+            log.warning("presence: registering %d sockets of worker %s again", len(missing), self.worker_id)
+        for info in missing:
             if self._register(info):
                 self._notify(info.user, True)
-            # A disconnect that ran meanwhile found nothing in Redis to remove: undo it here.
-            if sid not in self._local:
-                removed, last = self._forget(sid)
-                if removed is not None and last:
-                    self._notify(removed.user, False)
+            if info.sid not in self._local:  # disconnected meanwhile: its removal found nothing to remove
+                self._forget_and_announce(info.sid)
+        for sid in registered - set(self._local):
+            self._forget_and_announce(sid)
 
     def close(self) -> None:
         """Stop heartbeating and remove this worker's sockets, announcing users who go offline."""
@@ -288,7 +295,7 @@ class RedisPresenceStore(PresenceStore):
         if self._pid != os.getpid():
             return
         try:
-            self._announce_gone(self._retire(args=[self.prefix, REAPED_MARKER_SECONDS, self.worker_id]))
+            self._announce_gone(self._retire(args=[self.prefix, self.worker_id]))
         except Exception:
             log.exception("could not retire presence worker %s", self.worker_id)
 
@@ -315,26 +322,23 @@ class RedisPresenceStore(PresenceStore):
 
     def _register(self, info: SocketInfo) -> bool:
         gone, first = self._add(
-            args=[
-                self.prefix,
-                REAPED_MARKER_SECONDS,
-                self.worker_id,
-                self.ttl_ms,
-                info.sid,
-                info.user_id,
-                self._entry(info),
-            ]
+            args=[self.prefix, self.worker_id, self.ttl_ms, info.sid, info.user_id, self._entry(info)]
         )
         self._announce_gone(gone)
         return bool(int(first))
 
     def _forget(self, sid: str) -> tuple[SocketInfo | None, bool]:
-        gone, raw, last = self._remove(args=[self.prefix, REAPED_MARKER_SECONDS, sid])
+        gone, raw, last = self._remove(args=[self.prefix, sid])
         self._announce_gone(gone)
         return (self._info(raw) if raw else None), bool(int(last))
 
+    def _forget_and_announce(self, sid: str) -> None:
+        removed, last = self._forget(sid)
+        if removed is not None and last:
+            self._notify(removed.user, False)
+
     def _query(self, what: str, argument: str = ""):
-        gone, result = self._read(args=[self.prefix, REAPED_MARKER_SECONDS, what, argument])
+        gone, result = self._read(args=[self.prefix, what, argument])
         self._announce_gone(gone)
         return result
 
@@ -380,9 +384,11 @@ class RedisPresenceStore(PresenceStore):
             if replaced == -1:
                 return
             if replaced == 1:
-                local = self._local.get(sid) if self._pid == os.getpid() else None
-                if local is not None:
-                    self._local[sid] = SocketInfo(**entry["info"])
+                # Changed in place, never re-inserted: a socket removed meanwhile must stay removed.
+                held = self._local.get(sid) if self._pid == os.getpid() else None
+                if held is not None:
+                    held.transport = entry["info"]["transport"]
+                    held.rooms = entry["info"]["rooms"]
                 return
         log.warning("presence: gave up updating %s after %d concurrent changes", sid, UPDATE_ATTEMPTS)
 

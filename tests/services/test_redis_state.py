@@ -211,6 +211,21 @@ def test_a_worker_declared_dead_while_running_registers_its_sockets_again(make_w
     assert stalled.changes == [(3, True)]
 
 
+def test_the_heartbeat_registers_sockets_again_after_redis_lost_its_data(make_worker, redis_conn, prefix):
+    held = make_worker(start_background_task=never_started)
+    observer = make_worker()
+    held.store.add(socket("h1", 6))
+    held.store.add(socket("h2", 6))
+    redis_conn.delete(*redis_conn.scan_iter(f"{prefix}:*"))  # as after a Redis restart without persistence
+    assert observer.store.online_user_ids() == set()
+
+    held.store.heartbeat()
+    assert observer.store.sids_of(6) == ["h1", "h2"]
+    assert held.changes == [(6, True)]
+    held.store.heartbeat()
+    assert held.changes == [(6, True)]
+
+
 def test_a_closing_worker_announces_its_users_offline(make_worker):
     a, b = make_worker(), make_worker()
     a.store.add(socket("a1", 1))
