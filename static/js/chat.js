@@ -53,6 +53,7 @@ class Conversation {
     this.hasMore = true;
     this.unread = 0;
     this.readSent = 0; // highest id this page has reported with `read`
+    this.lastReadId = 0; // the marker as the server last confirmed it
   }
 
   get key() {
@@ -189,7 +190,11 @@ function sidebarItem(conversation) {
     "li",
     {
       className: conversation.unread > 0 && !current ? "has-unread" : "",
-      dataset: { [conversation.kind === "room" ? "room" : "user"]: conversation.name },
+      dataset: {
+        [conversation.kind === "room" ? "room" : "user"]: conversation.name,
+        // The read marker the server confirmed, for anyone checking that reads are stored.
+        ...(conversation.lastReadId ? { lastRead: String(conversation.lastReadId) } : {}),
+      },
     },
     link,
   );
@@ -464,7 +469,12 @@ function markRead() {
   conversation.readSent = newest;
   call("read", { room: conversation.name, id: newest })
     .then((ack) => {
-      if (!ack.ok) conversation.readSent = 0;
+      if (!ack.ok) {
+        conversation.readSent = 0;
+        return;
+      }
+      conversation.lastReadId = ack.last_read_id;
+      renderSidebar();
     })
     .catch(() => {
       conversation.readSent = 0;
@@ -723,7 +733,10 @@ socket.on("presence", ({ user, online }) => {
 });
 
 socket.on("message_deleted", ({ id, room }) => {
-  const conversation = room ? state.conversations.get(conversationKey("room", room)) : null;
+  // A deleted direct message comes with room null: look for it among the DM conversations.
+  const conversation = room
+    ? state.conversations.get(conversationKey("room", room))
+    : [...state.conversations.values()].find((c) => c.kind === "dm" && c.messages.has(id));
   const message = conversation?.messages.get(id);
   if (!message) return;
   const deleted = { ...message, body: "", deleted: true };

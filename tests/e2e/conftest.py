@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import components
+from tests.support.live_server import LiveServer
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
@@ -54,3 +55,16 @@ def make_context(browser):
     yield open_context
     for context in contexts:
         context.close()
+
+
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory):
+    """One real server (gunicorn + gevent-websocket, fresh SQLite file) for a whole test module.
+
+    Starting a server costs seconds on a busy machine, so scenarios that only need fresh
+    accounts and rooms of their own share one; tests that stop the server use ``live_server``.
+    """
+    folder = tmp_path_factory.mktemp("shared_server")
+    server = LiveServer(f"sqlite:///{folder / 'chat.db'}", folder / "server.log").start()
+    yield server
+    server.stop()

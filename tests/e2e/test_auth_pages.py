@@ -1,0 +1,94 @@
+"""The account pages in a real browser: signing up and in through the forms, and what goes wrong."""
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.e2e.pages import PASSWORD, new_username, register, sign_in, wait_connected
+
+pytestmark = pytest.mark.e2e
+
+
+def fill_register(page, username, password, confirm):
+    page.goto("/register")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label(re.compile(r"^Password")).fill(password)
+    page.get_by_label("Confirm password").fill(confirm)
+    page.get_by_role("button", name="Create account").click()
+
+
+def test_register_sign_out_and_sign_in_again(shared_server, make_context, artifacts_dir):
+    page = make_context(shared_server.url).new_page()
+    username = new_username("carol")
+
+    register(page, username)
+    wait_connected(page)
+    expect(page.locator(".whoami")).to_have_text(username)
+    page.get_by_role("button", name="Sign out").click()
+
+    expect(page).to_have_url(re.compile(r"/login$"))
+    expect(page.get_by_role("status")).to_contain_text("You have signed out.")
+    page.screenshot(path=str(artifacts_dir / "login-page.png"), full_page=True)
+    page.goto("/")
+    expect(page).to_have_url(re.compile(r"/login\?next=/$"))
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(re.compile(r"/$"))
+    wait_connected(page)
+
+
+def test_register_form_says_what_is_wrong(shared_server, make_context):
+    page = make_context(shared_server.url).new_page()
+    taken = new_username("dave")
+    register(page, taken)
+    page.get_by_role("button", name="Sign out").click()
+
+    fill_register(page, "ab", "short", "other")
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text("Username: Use 3 to 32 characters.")
+    expect(alert).to_contain_text("Password: Use 8 to 128 characters.")
+    expect(alert).to_contain_text("Confirm password: The passwords do not match.")
+    expect(page.get_by_label("Username")).to_have_attribute("aria-invalid", "true")
+
+    fill_register(page, "bad name!", PASSWORD, PASSWORD)
+    expect(page.get_by_role("alert")).to_contain_text("Use only letters, digits")
+
+    fill_register(page, taken.upper(), PASSWORD, PASSWORD)
+    expect(page.get_by_role("alert")).to_contain_text("That username is taken.")
+    expect(page).to_have_url(re.compile(r"/register$"))
+
+    # The refused sign-ups created nothing: their names cannot sign in.
+    sign_in(page, "ab", "short")
+    expect(page.get_by_role("alert")).to_have_text("Wrong username or password.")
+
+
+def test_sign_in_form_says_what_is_wrong(shared_server, make_context):
+    context = make_context(shared_server.url)
+    page = context.new_page()
+    username = new_username("erin")
+    register(page, username)
+    page.get_by_role("button", name="Sign out").click()
+
+    sign_in(page, username, "not the password")
+    expect(page.get_by_role("alert")).to_have_text("Wrong username or password.")
+    expect(page).to_have_url(re.compile(r"/login$"))
+    expect(page.get_by_label("Username")).to_have_value(username)
+
+    sign_in(page, "", "")
+    expect(page.get_by_role("alert")).to_contain_text("Username: This field is required.")
+
+    # An expired form: the session (and its CSRF token) is gone when the form is sent.
+    page.goto("/login")
+    context.clear_cookies()
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_have_text("Your form expired or was sent from elsewhere. Please try again.")
+    expect(page).to_have_url(re.compile(r"/login$"))
+    expect(page.get_by_role("button", name="Sign out")).to_have_count(0)
+
+    sign_in(page, username)
+    expect(page).to_have_url(re.compile(r"/$"))
+    wait_connected(page)
