@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from app.extensions import db, socketio
 from app.models import Message, utcnow
-from app.services import messages, rooms, users
+from app.services import rooms, users
 
 
 def received(sio, name: str) -> list:
@@ -85,7 +85,13 @@ def test_join_answers_the_last_50_messages_oldest_first(app, open_tab, make_user
     ann = make_user("ann")
     with app.app_context():
         writer = users.find_user("ann")
-        posted = [messages.post_room_message(writer, "general", f"m{i}").message["id"] for i in range(55)]
+        general = rooms.find_room("general")
+        rows = [Message(sender_id=writer.id, room_id=general.id, body=f"m{i}", created_at=utcnow()) for i in range(55)]
+        for row in rows:
+            db.session.add(row)
+            db.session.flush()
+        db.session.commit()
+        posted = [row.id for row in rows]
     tab = open_tab(make_user("bob"))
     ack = tab.send("join", {"room": "general"})
     assert ack["ok"] is True
