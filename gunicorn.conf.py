@@ -2,6 +2,8 @@
 
 import os
 
+# HOST and PORT as the contract names them; a --bind on the command line (as `make run` gives) wins.
+bind = [f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '5000')}"]
 worker_class = "geventwebsocket.gunicorn.workers.GeventWebSocketWorker"
 # gunicorn's default of 1000 silently caps how many sockets one gevent worker holds.
 worker_connections = int(os.environ.get("WORKER_CONNECTIONS", 20000))

@@ -1,0 +1,52 @@
+# syntax=docker/dockerfile:1
+# Switchboard production image: gunicorn with one gevent-websocket worker per container.
+# Run several containers behind nginx (deploy/nginx.conf) to scale out; see docker-compose.yml.
+
+# --- browser assets: socket.io-client, pinned by package-lock.json -------------------------
+FROM node:20-slim AS assets
+WORKDIR /build
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund --loglevel=error \
+ && mkdir vendor \
+ && cp node_modules/socket.io-client/dist/socket.io.esm.min.js \
+       node_modules/socket.io-client/dist/socket.io.esm.min.js.map \
+       node_modules/socket.io-client/dist/socket.io.min.js \
+       node_modules/socket.io-client/dist/socket.io.min.js.map \
+       vendor/
+
+# --- the application ------------------------------------------------------------------------
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+RUN groupadd --system --gid 10001 switchboard \
+ && useradd --system --uid 10001 --gid switchboard --home-dir /app --shell /usr/sbin/nologin switchboard
+
+WORKDIR /app
+# Requirements first, so code changes reuse the installed-packages layer.
+COPY requirements.txt ./
+RUN pip install --requirement requirements.txt
+
+COPY . .
+COPY --from=assets /build/vendor/ static/vendor/
+# The app writes only to instance/ (the SQLite file when DATABASE_URL is unset); the code stays root-owned.
+RUN mkdir -p instance \
+ && chown switchboard:switchboard instance \
+ && chmod 0755 docker-entrypoint.sh
+
+ENV SWITCHBOARD_ENV=production \
+    HOST=0.0.0.0 \
+    PORT=5000 \
+    WEB_CONCURRENCY=1 \
+    FLASK_APP=wsgi
+
+USER switchboard
+EXPOSE 5000
+
+HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '5000'), timeout=4)"]
+
+ENTRYPOINT ["/app/docker-entrypoint.sh"]
