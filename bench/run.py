@@ -8,6 +8,7 @@ Results are printed as tables and written as JSON to bench/results/ (or $BENCH_O
 Environment: BENCH_SCENARIOS=2,4 picks scenarios; BENCH_QUICK=1 is a short run; BENCH_TINY=1 is
 the few-client run of the test suite's smoke test; BENCH_PROFILE=1 samples the Switchboard worker
 with py-spy during scenario 2's fastest rate (py-spy must be installed in the venv).
+``run.py --report bench/results/bench-<stamp>.json`` prints the tables of an earlier run again.
 """
 
 from __future__ import annotations
@@ -112,6 +113,27 @@ def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def core_ticks() -> dict[str, tuple[int, int]]:
+    """(busy, total) clock ticks of every core, from /proc/stat."""
+    ticks = {}
+    with open("/proc/stat") as stat:
+        for line in stat:
+            name, *values = line.split()
+            if name.startswith("cpu") and name != "cpu":
+                numbers = [int(v) for v in values]
+                idle = numbers[3] + numbers[4]
+                ticks[name[3:]] = (sum(numbers[:8]) - idle, sum(numbers[:8]))
+    return ticks
+
+
+def busy_share(before: dict, after: dict, cpu: str) -> float | None:
+    if cpu not in before or cpu not in after:
+        return None
+    busy = after[cpu][0] - before[cpu][0]
+    total = after[cpu][1] - before[cpu][1]
+    return round(busy / total, 3) if total else None
 
 
 def rss_kb(pid: int) -> int:
@@ -330,6 +352,7 @@ class Generator:
         """Run one command; the answer carries the CPU each watched server and the generator used."""
         before = {server: cpu_seconds(server.pid) for server in self.watched}
         generator_before = cpu_seconds(self.process.pid)
+        cores_before = core_ticks()
         started = time.monotonic()
         self.process.stdin.write(json.dumps({"command": command, **args}) + "\n")
         self.process.stdin.flush()
@@ -341,10 +364,17 @@ class Generator:
         if "error" in answer:
             raise RuntimeError(f"load generator failed on {command}: {answer['error']}")
         generator_share = (cpu_seconds(self.process.pid) - generator_before) / wall
+        cores_after = core_ticks()
         answer["wall_seconds"] = round(wall, 3)
         answer["server_cpu"] = [round((cpu_seconds(s.pid) - before[s]) / wall, 3) for s in self.watched]
         answer["generator_cpu"] = round(generator_share, 3)
         answer["generator_saturated"] = generator_share >= GENERATOR_SATURATED
+        # How busy each pinned core was in all: what the server and generator did not use went to
+        # other processes on the machine, which taskset does not keep off these cores.
+        answer["core_busy"] = {
+            "server_core": busy_share(cores_before, cores_after, SERVER_CPU),
+            "generator_core": busy_share(cores_before, cores_after, GENERATOR_CPU),
+        }
         return answer
 
 
@@ -827,11 +857,19 @@ def generator_flag(step: dict) -> str:
 
 def traffic_cells(step: dict | None, detailed: bool) -> list:
     if step is None:
-        return ["not run"] + ["-"] * (6 if detailed else 5)
+        return ["not run"] + ["-"] * (7 if detailed else 6)
     cells = [step["deliveries_per_s"], step["latency_ms"]["p50"]]
     cells += [step["latency_ms"]["p95"]] if detailed else []
-    cells += [step["latency_ms"]["p99"], traffic_check(step), f"{fmt(100 * step['server_cpu'][0], 0)}%"]
-    return cells + [generator_flag(step)]
+    cells += [step["latency_ms"]["p99"], traffic_check(step), f"{fmt(100 * sum(step['server_cpu']), 0)}%"]
+    return cells + [others_on_server_core(step), generator_flag(step)]
+
+
+def others_on_server_core(step: dict) -> str:
+    """Share of the server's core taken by processes other than the server under test."""
+    busy = step.get("core_busy", {}).get("server_core")
+    if busy is None:
+        return "-"
+    return f"{fmt(100 * max(0.0, busy - sum(step['server_cpu'])), 0)}%"
 
 
 def traffic_rows(sb_steps: list, ref_steps: list) -> list[list]:
@@ -855,12 +893,14 @@ TRAFFIC_HEADERS = [
     "p99",
     "check",
     "cpu",
+    "other",
     "gen",
     "ref deliv/s",
     "p50",
     "p99",
     "check",
     "cpu",
+    "other",
     "gen",
     "p99 SB/ref",
 ]
@@ -870,7 +910,8 @@ def report(results: dict) -> str:
     out = [
         f"Switchboard (SB) vs Node socket.io reference (ref); scale {results['meta']['scale']}; "
         f"servers on core {SERVER_CPU}, generator on core {GENERATOR_CPU}; latencies in ms; "
-        f"cpu = server share of one core; gen = generator share (SAT: saturated, figure unreliable); "
+        f"cpu = server share of one core; other = share of the server's core used by other processes; "
+        f"gen = generator share (SAT: saturated, figure unreliable); "
         f"load average before {tuple(round(x, 2) for x in results['meta']['loadavg_before'])}"
     ]
     for number, result in results["scenarios"].items():
@@ -978,6 +1019,9 @@ def report(results: dict) -> str:
 
 
 def main() -> int:
+    if len(sys.argv) == 3 and sys.argv[1] == "--report":
+        print(report(json.loads(Path(sys.argv[2]).read_text())))
+        return 0
     scale = (
         "tiny" if os.environ.get("BENCH_TINY") == "1" else "quick" if os.environ.get("BENCH_QUICK") == "1" else "full"
     )
