@@ -11,6 +11,8 @@ MAX_BODY = 4000
 MAX_CLIENT_ID = 64
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 100
+# Ids are 32-bit INTEGER columns on PostgreSQL; a larger value would fail in the database, not here.
+MAX_INTEGER = 2**31 - 1
 
 
 def payload(data: Any) -> dict:
@@ -80,9 +82,11 @@ def client_id(value: Any) -> str | None:
     return value
 
 
-def integer(value: Any, field: str, *, minimum: int = 0) -> int:
+def integer(value: Any, field: str, *, minimum: int = 0, maximum: int | None = MAX_INTEGER) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ServiceError("invalid", f"{field} must be an integer >= {minimum}")
+    if maximum is not None and value > maximum:
+        raise ServiceError("invalid", f"{field} must be an integer from {minimum} to {maximum}")
     return value
 
 
@@ -94,7 +98,7 @@ def limit(value: Any, default: int = DEFAULT_LIMIT, maximum: int = MAX_LIMIT) ->
     """Page sizes default to 50; larger requests are clamped to the maximum."""
     if value is None:
         return default
-    return min(integer(value, "limit", minimum=1), maximum)
+    return min(integer(value, "limit", minimum=1, maximum=None), maximum)
 
 
 def boolean(value: Any, field: str) -> bool:
@@ -112,4 +116,5 @@ def query_int(args: Any, field: str, *, minimum: int = 0) -> int | None:
         value = int(raw)
     except ValueError:
         raise ServiceError("invalid", f"{field} must be an integer") from None
-    return integer(value, field, minimum=minimum)
+    # Ranges are the business of whoever uses the value (a page size is clamped, an id is checked).
+    return integer(value, field, minimum=minimum, maximum=None)

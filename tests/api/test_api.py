@@ -246,6 +246,7 @@ def test_room_messages_limit_defaults_to_50_and_caps_at_100(app, client, reader)
     posted = post_many(app, 101)
     assert page_of(client, reader, "/api/rooms/general/messages") == (posted[-50:], True)
     assert page_of(client, reader, "/api/rooms/general/messages?limit=500") == (posted[-100:], True)
+    assert page_of(client, reader, "/api/rooms/general/messages?limit=99999999999") == (posted[-100:], True)
 
 
 def test_room_messages_of_a_room_the_reader_is_not_in(app, client, reader):
@@ -260,7 +261,18 @@ def test_room_messages_of_an_unknown_room_is_404(client, reader, name):
 
 @pytest.mark.parametrize(
     "query",
-    ["limit=0", "limit=-1", "limit=ten", "limit=1.5", "before=0", "before=-3", "before=abc", "before=1e3"],
+    [
+        "limit=0",
+        "limit=-1",
+        "limit=ten",
+        "limit=1.5",
+        "before=0",
+        "before=-3",
+        "before=abc",
+        "before=1e3",
+        "before=99999999999",
+        "before=" + "9" * 5000,
+    ],
 )
 def test_room_messages_refuse_bad_paging_with_400(client, reader, query):
     assert_error(client.get(f"/api/rooms/general/messages?{query}", headers=reader), 400, "invalid")

@@ -206,6 +206,22 @@ def test_history_limit_defaults_to_50_and_is_clamped_to_100(ann):
     assert len(page) == 100
 
 
+@both_databases
+def test_ids_beyond_the_database_integer_are_invalid_not_internal(ann, bob):
+    post(ann, "hi")
+    for call in (
+        lambda: messages.room_history("general", before=2**31),
+        lambda: messages.dm_history(ann, bob, before=10**20),
+        lambda: messages.sync(ann, 2**64),
+    ):
+        with pytest.raises(ServiceError) as refused:
+            call()
+        assert refused.value.code == "invalid"
+    page, _ = messages.room_history("general", before=2**31 - 1, limit=10**12)
+    assert [m["body"] for m in page] == ["hi"]
+    assert messages.sync(ann, 2**31 - 1) == ([], False)
+
+
 def test_history_keeps_deleted_messages_in_place(ann):
     first, second = post(ann, "keep"), post(ann, "remove me")
     messages.delete_message(second["id"])
