@@ -6,6 +6,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import requests
 import socketio
 
 WAIT_SECONDS = 10.0
@@ -25,11 +26,12 @@ class RecordingClient:
     wait on the log (``wait_for``) instead of expecting events at a given moment.
     """
 
-    def __init__(self, url: str, *, transport: str, namespaces: tuple[str, ...] = ("/",)):
+    def __init__(self, url: str, *, transport: str, namespaces: tuple[str, ...] = ("/",), http_session=None):
         self.url = url
         self.transport = transport
         self.namespaces = namespaces
-        self.sio = socketio.Client(reconnection=False)
+        # http_session: a requests.Session whose cookies go with every request (custom headers go with the first only).
+        self.sio = socketio.Client(reconnection=False, http_session=http_session)
         self.events: list[ReceivedEvent] = []
         self.connect_errors: dict[str, list] = {namespace: [] for namespace in namespaces}
         self.disconnects: dict[str, list] = {namespace: [] for namespace in namespaces}
@@ -110,6 +112,7 @@ class RecordingClient:
         if self.sio.connected:
             self.sio.disconnect()
         self.sio.shutdown()
+        self.http.close()
 
     # -- talking ------------------------------------------------------------
 

@@ -19,6 +19,7 @@ import redis
 import requests
 import socketio
 
+from tests.integration.recording_client import RecordingClient
 from tests.support import api, components
 from tests.support.live_server import ROOT, LiveServer, free_port
 
@@ -82,18 +83,20 @@ class Proxy:
         lines = self.access_log.read_text().splitlines() if self.access_log.exists() else []
         return [line.split(" ")[1] for line in lines if f"probe={probe}" in line]
 
-    def route_cookies(self) -> dict[str, str]:
-        """An sb_route cookie value that nginx routes to each upstream, found by asking it."""
-        found: dict[str, str] = {}
+    def routed_sessions(self) -> dict[str, requests.Session]:
+        """One cookie-keeping HTTP session per upstream, each holding the sb_route cookie nginx gave it."""
+        found: dict[str, requests.Session] = {}
         for _ in range(64):
-            value, probe = uuid.uuid4().hex, uuid.uuid4().hex
-            answer = requests.get(f"{self.url}/healthz?probe={probe}", cookies={"sb_route": value}, timeout=10)
+            session, probe = requests.Session(), uuid.uuid4().hex
+            answer = session.get(f"{self.url}/healthz?probe={probe}", timeout=10)
             assert answer.status_code == 200
+            assert session.cookies.get("sb_route"), answer.headers
             eventually(lambda probe=probe: self.upstreams_of(probe), "the access log line")
-            found.setdefault(self.upstreams_of(probe)[0], value)
+            if found.setdefault(self.upstreams_of(probe)[0], session) is not session:
+                session.close()
             if len(found) == len(self.servers):
                 return found
-        raise AssertionError(f"nginx sent every request to {sorted(found)}")
+        raise AssertionError(f"nginx sent every new client to {sorted(found)}")
 
 
 def eventually(condition: Callable[[], object], what: str, timeout: float = WAIT_SECONDS) -> None:
@@ -161,18 +164,33 @@ def with_body(body: str):
     return lambda data: isinstance(data, dict) and data.get("body") == body
 
 
-def test_polling_and_websocket_clients_on_different_upstreams_chat_through_nginx(proxy, open_client):
-    route = proxy.route_cookies()
-    to_a, to_b = route[proxy.upstream_port(proxy.servers[0])], route[proxy.upstream_port(proxy.servers[1])]
+def test_polling_and_websocket_clients_on_different_upstreams_chat_through_nginx(proxy):
+    routed = proxy.routed_sessions()
+    via_a, via_b = routed[proxy.upstream_port(proxy.servers[0])], routed[proxy.upstream_port(proxy.servers[1])]
     alice = api.register_and_token(proxy.url)
     bob = api.register_and_token(proxy.url)
     poller_probe, websocket_probe = f"poll{uuid.uuid4().hex}", f"ws{uuid.uuid4().hex}"
+    poller = RecordingClient(f"{proxy.url}/?probe={poller_probe}", transport="polling", http_session=via_a)
+    websocket = RecordingClient(f"{proxy.url}/?probe={websocket_probe}", transport="websocket", http_session=via_b)
+    try:
+        chat_between(proxy, poller, alice, websocket, bob)
+    finally:
+        poller.close()
+        websocket.close()
+        for session in routed.values():
+            session.close()
+    # nginx logs a websocket when it closes: wait for it, then every request of each client hit one upstream.
+    eventually(lambda: proxy.upstreams_of(websocket_probe), "the websocket's access log line")
+    poller_upstreams = proxy.upstreams_of(poller_probe)
+    assert len(poller_upstreams) >= 3
+    assert set(poller_upstreams) == {proxy.upstream_port(proxy.servers[0])}
+    assert set(proxy.upstreams_of(websocket_probe)) == {proxy.upstream_port(proxy.servers[1])}
 
-    poller = open_client(f"{proxy.url}/?probe={poller_probe}", "polling")
+
+def chat_between(proxy: Proxy, poller: RecordingClient, alice: dict, websocket: RecordingClient, bob: dict) -> None:
     # A browser page served through nginx sends its own origin: nginx must pass the Host that matches it.
-    poller.connect(token=alice["token"], cookie=f"sb_route={to_a}", origin=proxy.url)
-    websocket = open_client(f"{proxy.url}/?probe={websocket_probe}", "websocket")
-    websocket.connect(token=bob["token"], cookie=f"sb_route={to_b}")
+    poller.connect(token=alice["token"], origin=proxy.url)
+    websocket.connect(token=bob["token"])
     room = f"nginx-{uuid.uuid4().hex[:8]}"
     for client in (poller, websocket):
         assert client.call("join", {"room": room})["ok"] is True
@@ -186,15 +204,6 @@ def test_polling_and_websocket_clients_on_different_upstreams_chat_through_nginx
     sent = poller.call("dm", {"to_sid": websocket.sid, "body": "to your socket", "client_id": "p2"})
     assert sent["ok"] is True, sent
     assert websocket.wait_for("dm", with_body("to your socket")) == sent["message"]
-
-    poller.close()
-    websocket.close()
-    # nginx logs a websocket when it closes: wait for it, then every request of each client hit one upstream.
-    eventually(lambda: proxy.upstreams_of(websocket_probe), "the websocket's access log line")
-    poller_upstreams = proxy.upstreams_of(poller_probe)
-    assert len(poller_upstreams) >= 3
-    assert set(poller_upstreams) == {proxy.upstream_port(proxy.servers[0])}
-    assert set(proxy.upstreams_of(websocket_probe)) == {proxy.upstream_port(proxy.servers[1])}
 
 
 def test_a_default_client_gets_a_route_cookie_and_upgrades_on_its_own_upstream(proxy):

@@ -291,6 +291,8 @@ def test_a_killed_worker_leaves_no_ghost_online_users(cluster, account, on):
     assert offline["user"] == jack.user
     listed = who(watching)
     assert jack.username not in listed
+    # Worker A registered the watcher before the doomed worker's last heartbeat: only A's own heartbeat kept it.
+    assert listed[watcher.username] == [watching.sid]
     assert listed[kate.username] == [kate_on_b.sid]
     answer = watching.call("dm", {"to_sid": ghost_sid, "body": "anyone?", "client_id": "ghost"})
     assert answer["ok"] is False and answer["error"]["code"] == "not_found"
