@@ -229,8 +229,7 @@ function renderOnline() {
 
 function navigate(conversation) {
   if (location.hash !== conversation.hash) location.hash = conversation.hash;
-  else openConversation(conversation);
-  closeSidebarOnPhone();
+  else route();
 }
 
 /** The conversation the address names; general for anything else. */
@@ -248,6 +247,7 @@ function route() {
     if (match[1] === "dm" && USERNAME.test(name)) target = getConversation("dm", name);
   }
   openConversation(target || getConversation("room", GENERAL));
+  closeSidebarOnPhone();
 }
 
 function openConversation(conversation) {
@@ -404,6 +404,17 @@ async function catchUp(epoch) {
     for (const message of ack.messages) receive(message, "sync");
     if (!ack.has_more || ack.messages.length === 0) return;
     after = ack.messages[ack.messages.length - 1].id;
+  }
+}
+
+/**
+ * With no message seen yet there is no `sync` cursor, and syncing from 0 would fetch every
+ * room's whole history. Every conversation loaded so far was empty, so loading them afresh
+ * is cheap and misses nothing.
+ */
+function forgetEmptyConversations() {
+  for (const conversation of state.conversations.values()) {
+    if (conversation.messages.size === 0) conversation.loaded = false;
   }
 }
 
@@ -672,6 +683,7 @@ socket.on("session", async (session) => {
     if (epoch !== state.epoch) return;
     flushOutbox();
     if (reconnect && state.highestSeen > 0) await catchUp(epoch);
+    else if (reconnect) forgetEmptyConversations();
     if (epoch === state.epoch) await prepare(state.current, epoch);
   } catch (error) {
     reportCallFailure(error);
@@ -840,8 +852,11 @@ ui.sidebarToggle.addEventListener("click", () => {
 });
 
 function closeSidebarOnPhone() {
+  if (!root.classList.contains("sidebar-open")) return;
   root.classList.remove("sidebar-open");
   ui.sidebarToggle.setAttribute("aria-expanded", "false");
+  // Focus would otherwise stay on a link that just disappeared.
+  ui.input.focus();
 }
 
 window.addEventListener("hashchange", route);

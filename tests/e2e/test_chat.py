@@ -283,3 +283,20 @@ def test_announcements_deletions_and_bans_reach_the_page(shared_server, make_con
     admin.call("ban", {"user": ann, "reason": "spam"})
     expect(page.locator("#connection-status")).to_have_text("Disconnected: banned")
     assert page.evaluate("() => window.switchboard.socket.active") is False
+
+
+def test_phone_width_keeps_the_conversation_usable(shared_server, make_context, artifacts_dir):
+    context = make_context(shared_server.url, viewport={"width": 390, "height": 760}, is_mobile=True, has_touch=True)
+    page, _ann = chat_user(context, "ann")
+    room = new_username("phone")
+
+    expect(page.locator("#sidebar")).to_be_hidden()
+    expect(composer(page)).to_be_in_viewport()
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+    join_room(page, room)
+    expect(page.locator("#sidebar")).to_be_hidden()
+    send(page, "from a small screen")
+    expect(message(page, "from a small screen")).to_have_attribute("data-status", "sent")
+    page.screenshot(path=str(artifacts_dir / "chat-page-phone.png"))
+    open_room(page, "general")
+    expect(page.locator("#sidebar")).to_be_hidden()
