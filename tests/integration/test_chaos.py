@@ -1,0 +1,120 @@
+"""Exactly once, in order, while connections drop at random and some clients fall back to polling."""
+
+from __future__ import annotations
+
+import gc
+import os
+import random
+import time
+
+import pytest
+
+from app.client import SwitchboardClient
+from tests.client.harness import (
+    ENGINEIO_LEAKED_WEBSOCKET,
+    DroppingProxy,
+    converged,
+    essentials,
+    seed_accounts,
+    stored_messages,
+)
+
+ROOM = "chaos"
+CLIENTS = 5
+MESSAGES_EACH = 100
+# The rate limit is not under test here; 500 messages at 20 per 10 s would take minutes.
+SERVER_ENV = {"RATE_LIMIT_COUNT": "100000"}
+# Starting transports: websocket only, polling upgraded to websocket, and polling only.
+START_TRANSPORTS = [["websocket"], ["websocket"], None, None, ["polling"]]
+# Each client is dropped at most this often, so a slow machine still gets through the burst.
+MAX_DROPS_EACH = 8
+SEND_DEADLINE_SECONDS = 150
+CONVERGE_SECONDS = 30
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(240)
+@pytest.mark.filterwarnings(ENGINEIO_LEAKED_WEBSOCKET)
+def test_every_client_ends_with_the_stored_history_through_random_drops(live_server_factory):
+    seed = int(os.environ.get("CHAOS_SEED") or random.SystemRandom().randrange(2**32))
+    print(f"chaos seed {seed} (set CHAOS_SEED={seed} to replay the same drop decisions)")
+    rng = random.Random(seed)
+
+    server = live_server_factory(env=SERVER_ENV)
+    accounts = seed_accounts(server, CLIENTS, prefix="chaos", rooms=(ROOM,))
+    proxies = [DroppingProxy(server.port) for _ in accounts]
+    clients = [
+        SwitchboardClient(
+            proxy.url,
+            account.token,
+            transports=transports,
+            reconnection_delay=0.05,
+            reconnection_delay_max=0.5,
+        )
+        for proxy, account, transports in zip(proxies, accounts, START_TRANSPORTS, strict=True)
+    ]
+    try:
+        for client in clients:
+            client.connect()
+        sent = {
+            account.username: [client.send(ROOM, f"{account.username} #{n:03d}") for n in range(MESSAGES_EACH)]
+            for account, client in zip(accounts, clients, strict=True)
+        }
+
+        # Every client is dropped at least twice, then random clients at random moments.
+        victims = [index for index in range(CLIENTS) for _ in range(2)]
+        rng.shuffle(victims)
+        downgrades = 0
+        deadline = time.monotonic() + SEND_DEADLINE_SECONDS
+        while any(client.pending for client in clients):
+            assert time.monotonic() < deadline, f"messages still pending after {SEND_DEADLINE_SECONDS}s (seed {seed})"
+            time.sleep(rng.uniform(0.02, 0.25))
+            index = victims.pop() if victims else rng.randrange(CLIENTS)
+            if not clients[index].connected or proxies[index].drops >= MAX_DROPS_EACH:
+                continue  # still reconnecting from the last drop, or dropped enough
+            roll = rng.random()
+            if roll < 0.3:
+                clients[index].use_transports(["polling"])  # the websocket is blocked from now on
+                downgrades += 1
+            elif roll < 0.45:
+                clients[index].use_transports(None)
+            proxies[index].drop()
+
+        rows = stored_messages(server.database_url)
+        expected = essentials([row for row in rows if row["room"] == ROOM])
+        for client in clients:
+            assert client.wait_for(lambda c=client: converged(c, expected, ROOM), CONVERGE_SECONDS), (
+                f"a client never converged (seed {seed}): {len(client.room_messages(ROOM))} of {len(expected)}"
+            )
+    finally:
+        for client in clients:
+            client.close()
+        for proxy in proxies:
+            proxy.close()
+        gc.collect()
+
+    # Exactly once: each client_id stored once, the sender's messages in the order they were sent.
+    assert len(expected) == CLIENTS * MESSAGES_EACH
+    for account, client in zip(accounts, clients, strict=True):
+        mine = [row for row in rows if row["sender"] == account.username]
+        assert [(r["client_id"], r["body"]) for r in mine] == [
+            (item.client_id, item.payload["body"]) for item in sent[account.username]
+        ]
+        assert client.rejected == []
+        # Every ack names the stored row.
+        stored_ids = {r["client_id"]: r["id"] for r in mine}
+        assert {cid: m["id"] for cid, m in client.acked.items()} == stored_ids
+    # In order and without duplicates: the views are equal to the database row for row (checked above).
+    for client in clients:
+        assert essentials(client.room_messages(ROOM)) == expected
+
+    # The chaos really happened: reconnections, resent messages, and reconnections over polling.
+    assert all(client.connections >= 2 for client in clients), [c.connections for c in clients]
+    assert sum(item.attempts - 1 for items in sent.values() for item in items) > 0
+    assert downgrades > 0
+    assert any("polling" in client.transports_used[1:] for client in clients)
+    print(
+        f"drops {[p.drops for p in proxies]}, connections {[c.connections for c in clients]}, "
+        f"resends {sum(item.attempts - 1 for items in sent.values() for item in items)}, "
+        f"duplicates dropped {[c.duplicates_dropped for c in clients]}"
+    )
