@@ -17,7 +17,8 @@ TOKEN_SALT = "switchboard-api-token"
 
 
 def find_user(username: str) -> User | None:
-    if not isinstance(username, str):
+    # No account has a name outside the rules, and such a name could not even be queried (NUL).
+    if not isinstance(username, str) or not validation.USERNAME_RE.fullmatch(username):
         return None
     return db.session.scalar(sa.select(User).where(User.username_key == username.lower()))
 
@@ -50,7 +51,8 @@ def register_user(username, password) -> User:
 
 def authenticate(username, password) -> User:
     user = find_user(username) if isinstance(username, str) else None
-    if user is None or not isinstance(password, str) or not user.check_password(password):
+    usable = isinstance(password, str) and validation.storable(password)
+    if user is None or not usable or not user.check_password(password):
         raise ServiceError("unauthorized", "wrong username or password")
     if user.banned:
         raise ServiceError("banned", ban_message(user))

@@ -15,6 +15,17 @@ MAX_LIMIT = 100
 MAX_INTEGER = 2**31 - 1
 
 
+def storable(value: str) -> bool:
+    """JSON can carry NUL and lone surrogates; PostgreSQL text holds no NUL and UTF-8 no lone surrogate."""
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def payload(data: Any) -> dict:
     """Socket payloads are JSON objects; a missing payload counts as empty."""
     if data is None:
@@ -45,6 +56,8 @@ def username(value: Any, field: str = "username") -> str:
 def password(value: Any) -> str:
     if not isinstance(value, str) or not 8 <= len(value) <= 128:
         raise ServiceError("invalid", "password must be 8-128 characters")
+    if not storable(value):
+        raise ServiceError("invalid", "password contains characters that cannot be used")
     return value
 
 
@@ -67,6 +80,8 @@ def body(value: Any) -> str:
     text = value.strip()
     if not text:
         raise ServiceError("invalid", "body must not be empty")
+    if not storable(text):
+        raise ServiceError("invalid", "body must be text without NUL characters or lone surrogates")
     if len(text) > MAX_BODY:
         raise ServiceError("too_large", f"body is limited to {MAX_BODY} characters")
     return text
@@ -79,6 +94,8 @@ def client_id(value: Any) -> str | None:
         raise ServiceError("invalid", "client_id must be a non-empty string")
     if len(value) > MAX_CLIENT_ID:
         raise ServiceError("too_large", f"client_id is limited to {MAX_CLIENT_ID} characters")
+    if not storable(value):
+        raise ServiceError("invalid", "client_id must be text without NUL characters or lone surrogates")
     return value
 
 

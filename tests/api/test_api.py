@@ -64,6 +64,9 @@ def test_register_creates_a_user(app, client):
         {"password": "password1"},
         {"username": 5, "password": "password1"},
         {"username": "ann", "password": ["password1"]},
+        {"username": "ann", "password": "password\u0000"},
+        {"username": "ann", "password": "password\ud800"},
+        {"username": "ann\u0000", "password": "password1"},
         {},
     ],
 )
@@ -119,6 +122,8 @@ def test_token_answers_token_expiry_and_user(app, client, make_user):
         {"username": "nobody", "password": "password1"},
         {"username": "ann"},
         {"username": ["ann"], "password": "x"},
+        {"username": "ann\u0000", "password": "password1"},
+        {"username": "ann", "password": "\udfff"},
         {},
     ],
 )

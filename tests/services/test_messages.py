@@ -91,6 +91,19 @@ def test_bad_bodies_store_nothing(ann, body, code):
     assert stored_count() == 0
 
 
+@both_databases
+def test_text_that_cannot_be_stored_is_invalid(ann, bob):
+    for body, client_id in (("a\x00b", "c1"), ("lone \ud800 surrogate", "c2"), ("fine", "c\x00"), ("fine", "\udc00")):
+        with pytest.raises(ServiceError) as refused:
+            messages.post_room_message(ann, "general", body, client_id)
+        assert refused.value.code == "invalid"
+        with pytest.raises(ServiceError) as refused:
+            messages.post_direct_message(ann, bob, body, client_id)
+        assert refused.value.code == "invalid"
+    assert stored_count() == 0
+    assert post(ann, "emoji 🎉 and ünïcode", client_id="ok-🎉")["body"] == "emoji 🎉 and ünïcode"
+
+
 def test_body_limit_counts_after_trimming(ann):
     message = post(ann, "  " + "x" * 4000 + "  ")
     assert len(message["body"]) == 4000

@@ -186,3 +186,18 @@ def test_set_admin_demotes(ctx):
     with pytest.raises(ServiceError) as refused:
         users.set_admin("nobody", False)
     assert refused.value.code == "not_found"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+def test_text_that_cannot_be_stored_is_refused_not_a_crash(ctx):
+    users.register_user("ann", "password1")
+    for password in ("pass\x00word", "pass\ud800word"):
+        with pytest.raises(ServiceError) as refused:
+            users.register_user("bob", password)
+        assert refused.value.code == "invalid"
+    for username, password in (("ann\x00", "password1"), ("ann", "password1\x00"), ("ann", "\udfffpassword1")):
+        with pytest.raises(ServiceError) as refused:
+            users.authenticate(username, password)
+        assert refused.value.code == "unauthorized"
+    assert users.find_user("ann\x00") is None
+    assert user_count() == 1

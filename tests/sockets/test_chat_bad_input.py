@@ -135,6 +135,9 @@ WRONG_VALUES = [
     ("dm", {"to_sid": 12, "body": "hi", "client_id": "c"}),
     ("dm", {"to_user": "bob", "body": "hi", "client_id": ""}),
     ("message", {"room": "General", "body": "hi", "client_id": "c"}),
+    ("message", {"room": "general", "body": "nul \x00 inside", "client_id": "c"}),
+    ("message", {"room": "general", "body": "lone \ud800", "client_id": "c"}),
+    ("dm", {"to_user": "bob", "body": "nul \x00 inside", "client_id": "c"}),
     ("join", {"room": "UPPER"}),
     ("join", {"room": "-leading-dash"}),
 ]
