@@ -2,8 +2,12 @@
 # Switchboard production image: gunicorn with one gevent-websocket worker per container.
 # Run several containers behind nginx (deploy/nginx.conf) to scale out; see docker-compose.yml.
 
+# Base images; override with --build-arg to build from a mirror or locally made bases.
+ARG NODE_IMAGE=node:20-slim
+ARG PYTHON_IMAGE=python:3.11-slim
+
 # --- browser assets: socket.io-client, pinned by package-lock.json -------------------------
-FROM node:20-slim AS assets
+FROM ${NODE_IMAGE} AS assets
 WORKDIR /build
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund --loglevel=error \
@@ -15,7 +19,7 @@ RUN npm ci --omit=dev --no-audit --no-fund --loglevel=error \
        vendor/
 
 # --- the application ------------------------------------------------------------------------
-FROM python:3.11-slim
+FROM ${PYTHON_IMAGE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
