@@ -31,7 +31,11 @@ class RecordingClient:
         self.transport = transport
         self.namespaces = namespaces
         # http_session: a requests.Session whose cookies go with every request (custom headers go with the first only).
-        self.sio = socketio.Client(reconnection=False, http_session=http_session)
+        # Without one the client still gets its own, closed in close(): python-engineio drops the
+        # session it creates without closing it when the server ends a polling connection.
+        self._owns_http = http_session is None
+        self.http = http_session if http_session is not None else requests.Session()
+        self.sio = socketio.Client(reconnection=False, http_session=self.http)
         self.events: list[ReceivedEvent] = []
         self.connect_errors: dict[str, list] = {namespace: [] for namespace in namespaces}
         self.disconnects: dict[str, list] = {namespace: [] for namespace in namespaces}
@@ -112,7 +116,8 @@ class RecordingClient:
         if self.sio.connected:
             self.sio.disconnect()
         self.sio.shutdown()
-        self.http.close()
+        if self._owns_http:
+            self.http.close()
 
     # -- talking ------------------------------------------------------------
 
