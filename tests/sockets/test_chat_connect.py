@@ -20,22 +20,22 @@ def received(sio, name: str) -> list:
 
 @pytest.fixture
 def refusals(app):
-    """The connect_error payloads the server sends, as a real client would see them."""
+    """The connect_error payloads the server sends, as a real client would see them.
+
+    Call ``install()`` after creating the test client: it swaps in its own packet
+    sender when constructed, and this wraps that one.
+    """
     seen = []
-    server = socketio.server
-    send_packet = server._send_packet
-
-    def record(eio_sid, pkt):
-        if pkt.packet_type == packet.CONNECT_ERROR:
-            seen.append(pkt.data)
-        # The test client swaps in its own sender on construction; look it up each time.
-        return current_sender(eio_sid, pkt)
-
-    current_sender = send_packet
 
     def install():
-        nonlocal current_sender
-        current_sender = server._send_packet
+        server = socketio.server
+        deliver = server._send_packet
+
+        def record(eio_sid, pkt):
+            if pkt.packet_type == packet.CONNECT_ERROR:
+                seen.append(pkt.data)
+            return deliver(eio_sid, pkt)
+
         server._send_packet = record
 
     return seen, install
