@@ -6,6 +6,7 @@ import contextlib
 import socket
 import struct
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -31,8 +32,11 @@ class Account:
         return self.user["username"]
 
 
-def seed_accounts(server, count: int, *, prefix: str, rooms: tuple[str, ...] = ()) -> list[Account]:
-    """Create users in the live server's database with the app's own services, members of ``rooms``.
+def seed_accounts(
+    server, count: int, *, prefix: str, rooms: tuple[str, ...] | Callable[[int], tuple[str, ...]] = ()
+) -> list[Account]:
+    """Create users in the live server's database with the app's own services, members of ``rooms``
+    (or of ``rooms(index)`` for the index-th user).
 
     Registering through the API would spend seconds of the server's CPU on password hashes;
     tokens are issued with the server's secret key, as ``POST /api/token`` would.
@@ -50,7 +54,7 @@ def seed_accounts(server, count: int, *, prefix: str, rooms: tuple[str, ...] = (
     with app.app_context():
         for index in range(count):
             user = users.register_user(f"{prefix}{index:03d}", PASSWORD)
-            for room in rooms:
+            for room in rooms(index) if callable(rooms) else rooms:
                 room_service.join_room(user.id, room)
             token = users.issue_token(user, secret, 3600)["token"]
             accounts.append(Account(user=user.to_dict(), token=token))
