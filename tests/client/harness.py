@@ -63,6 +63,36 @@ def seed_accounts(
     return accounts
 
 
+def seed_messages(server, sender: Account, room: str, count: int) -> None:
+    """Store ``count`` messages from ``sender`` in ``room`` in one ordered write transaction."""
+    from app import create_app
+    from app.config import TestingConfig
+    from app.database import write_transaction
+    from app.extensions import db
+    from app.models import Message, Room, utcnow
+
+    config = type("SeedConfig", (TestingConfig,), {"SQLALCHEMY_DATABASE_URI": server.database_url})
+    app = create_app(config)
+    with app.app_context():
+        with write_transaction(ordered=True) as session:
+            room_id = session.scalar(sa.select(Room.id).where(Room.name == room))
+            session.execute(
+                sa.insert(Message),
+                [
+                    {
+                        "room_id": room_id,
+                        "sender_id": sender.user["id"],
+                        "body": f"seeded #{n:04d}",
+                        "client_id": f"seeded-{n}",
+                        "created_at": utcnow(),
+                    }
+                    for n in range(count)
+                ],
+            )
+        db.session.remove()
+        db.engine.dispose()
+
+
 def stored_messages(database_url: str) -> list[dict]:
     """Every stored message, oldest first, read straight from the database."""
     engine = sa.create_engine(database_url)
