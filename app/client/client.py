@@ -87,6 +87,8 @@ class SwitchboardClient:
         self.connections = 0
         self.transports_used: list[str] = []
         self.announcements: list[dict] = []
+        # Why the server last refused the connection ("unauthorized", "banned"), if it did.
+        self.refusal: str | None = None
         self._timeline = Timeline(after)
         self._outbox = Outbox()
         self._lock = threading.Condition(threading.RLock())
@@ -104,13 +106,17 @@ class SwitchboardClient:
         until it has caught up; later drops are handled by python-socketio's reconnection."""
         self._worker = threading.Thread(target=self._deliver, name="switchboard-client", daemon=True)
         self._worker.start()
-        self.sio.connect(
-            self.url,
-            auth={"token": self.token},
-            transports=self.transports,
-            wait_timeout=timeout,
-        )
-        self.wait_synced(timeout)
+        try:
+            self.sio.connect(
+                self.url,
+                auth={"token": self.token},
+                transports=self.transports,
+                wait_timeout=timeout,
+            )
+            self.wait_synced(timeout)
+        except BaseException:
+            self.close()
+            raise
         return self
 
     def close(self) -> None:
@@ -227,6 +233,7 @@ class SwitchboardClient:
     def _register_handlers(self) -> None:
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
+        self.sio.on("connect_error", self._on_connect_error)
         self.sio.on("session", self._on_session)
         self.sio.on("message", self._on_message)
         self.sio.on("dm", self._on_message)
@@ -245,6 +252,11 @@ class SwitchboardClient:
     def _on_disconnect(self, reason=None) -> None:
         with self._lock:
             self._connected = False
+            self._lock.notify_all()
+
+    def _on_connect_error(self, data=None) -> None:
+        with self._lock:
+            self.refusal = data.get("message") if isinstance(data, dict) else data
             self._lock.notify_all()
 
     def _on_session(self, data: dict) -> None:

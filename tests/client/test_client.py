@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import socketio
 
 from app.client import MessageRejected, RequestFailed, SwitchboardClient, Timeline
 from app.client.outbox import RETRYABLE_CODES, Outbox
@@ -75,6 +76,15 @@ def test_messages_sent_before_connecting_go_out_once_in_order(server, open_clien
     assert essentials(client.room_messages("early")) == essentials(
         [row for row in stored_messages(server.database_url) if row["room"] == "early"]
     )
+
+
+@pytest.mark.integration
+def test_a_refused_token_fails_connect_with_the_reason(server):
+    client = SwitchboardClient(server.url, "not-a-token", transports=["websocket"])
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        client.connect(timeout=WAIT_SECONDS)
+    assert client.refusal == "unauthorized"
+    assert not client.connected
 
 
 @pytest.mark.integration

@@ -66,7 +66,7 @@ def test_every_client_ends_with_the_stored_history_through_random_drops(live_ser
         rng.shuffle(victims)
         downgrades = 0
         deadline = time.monotonic() + SEND_DEADLINE_SECONDS
-        while any(client.pending for client in clients):
+        while victims or any(client.pending for client in clients):
             assert time.monotonic() < deadline, f"messages still pending after {SEND_DEADLINE_SECONDS}s (seed {seed})"
             time.sleep(rng.uniform(0.02, 0.25))
             index = victims.pop() if victims else rng.randrange(CLIENTS)
