@@ -50,6 +50,7 @@ ENV SWITCHBOARD_ENV=production \
 USER switchboard
 EXPOSE 5000
 
+# OCI images have no health check: with buildah or podman, build with --format docker to keep it.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '5000'), timeout=4)"]
 
