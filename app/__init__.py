@@ -36,6 +36,7 @@ def create_app(config: type | dict | None = None) -> Flask:
 def register_extensions(app: Flask) -> None:
     from app.database import configure_engine
     from app.models import User
+    from app.websocket_limits import limit_websocket_messages
 
     db.init_app(app)
     with app.app_context():
@@ -67,6 +68,8 @@ def register_extensions(app: Flask) -> None:
         socketio_options["message_queue"] = app.config["REDIS_URL"]
         socketio_options["channel"] = f"{app.config['REDIS_PREFIX']}:socketio"
     socketio.init_app(app, **socketio_options)
+    # Outside Flask-SocketIO's middleware, so websockets are bounded before Engine.IO reads them.
+    app.wsgi_app = limit_websocket_messages(app.wsgi_app, app.config["MAX_PACKET_BYTES"])
 
 
 def origin_checker(extra_origins: list[str]):
