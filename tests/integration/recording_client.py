@@ -116,6 +116,11 @@ class RecordingClient:
         if self.sio.connected:
             self.sio.disconnect()
         self.sio.shutdown()
+        # python-engineio leaves its websocket open when the server ends the connection
+        # with a transport error (an oversized packet, a killed server).
+        websocket = getattr(self.sio.eio, "ws", None)
+        if websocket is not None:
+            websocket.shutdown()
         if self._owns_http:
             self.http.close()
 
