@@ -85,3 +85,24 @@ def test_missing_or_bad_credentials_are_unauthorized_on_both_namespaces(token, c
 
     assert seen["main"] == {"connected": False, "error": "unauthorized"}
     assert seen["admin"] == {"connected": False, "error": "unauthorized"}
+
+
+@pytest.mark.parametrize("transports", [None, ["polling"]], ids=["upgraded-websocket", "polling-only"])
+def test_packet_over_one_megabyte_closes_both_namespaces_and_spares_other_clients(
+    transports, account, connect, chat_server, run_node
+):
+    admin, bystander, listener = account(admin=True), account(), account()
+    bystander_tab, listener_tab = connect(bystander, "websocket"), connect(listener, "polling")
+
+    seen = run_node("oversized.mjs", {"url": chat_server.url, "token": admin.token, "transports": transports})
+
+    assert seen["outcomes"] == [{"connected": True, "error": None}] * 2
+    assert seen["transport"] == ("polling" if transports else "websocket")
+    assert seen["statsBefore"]["ok"] is True
+    # Both namespaces go down together because their shared connection does.
+    assert seen["mainReason"] in ("transport close", "transport error"), seen
+    assert seen["adminReason"] == seen["mainReason"], seen
+    assert seen["connected"] == [False, False]
+    answer = bystander_tab.call("message", {"room": "general", "body": "unaffected", "client_id": uuid.uuid4().hex})
+    assert answer["ok"] is True, answer
+    assert listener_tab.wait_for("message", lambda data: data["id"] == answer["message"]["id"]) == answer["message"]
