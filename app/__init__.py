@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from urllib.parse import quote, urlsplit
 
-from flask import Flask, jsonify, redirect, request, url_for
+from flask import Flask, flash, jsonify, redirect, request, url_for
 
 from app.config import INSTANCE, ROOT, config_from_env
 from app.errors import HTTP_STATUS, error_body
@@ -49,6 +49,7 @@ def register_extensions(app: Flask) -> None:
 
     @login_manager.unauthorized_handler
     def send_to_login():
+        flash(login_manager.login_message, "info")
         target = request.full_path if request.query_string else request.path
         return redirect(url_for("auth.login", next=None) + "?next=" + quote(target, safe="/?=&"))
 

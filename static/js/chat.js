@@ -96,7 +96,12 @@ const state = {
   ready: false, // connected, and the server's `session` has arrived
   epoch: 0, // counts sessions, so work begun for an older connection stops
   connectedBefore: false,
-  highestSeen: 0, // highest message id received: the `sync` cursor
+  highestSeen: 0, // highest message id received from any source
+  // The `sync` cursor: every message up to it is known to be here. It moves only to the end
+  // of a `sync` page (or, once, to what the first load showed), never to an id that arrived
+  // live or in an ack: two messages committed together can be broadcast in either order, so
+  // holding id 104 live does not mean 103 has arrived.
+  syncCursor: 0,
   counted: new Set(), // message ids already weighed for unread counts
   justSent: new Set(), // ids acknowledged to this page, shown as "Sent"
   online: new Map(), // user id -> USER
@@ -397,13 +402,12 @@ function fillViewport(conversation) {
 
 /** Catch up on everything missed while disconnected, one page of `sync` at a time. */
 async function catchUp(epoch) {
-  let after = state.highestSeen;
   while (epoch === state.epoch) {
-    const ack = await call("sync", { after });
+    const ack = await call("sync", { after: state.syncCursor });
     if (!ack.ok || epoch !== state.epoch) return;
     for (const message of ack.messages) receive(message, "sync");
+    if (ack.messages.length > 0) state.syncCursor = ack.messages[ack.messages.length - 1].id;
     if (!ack.has_more || ack.messages.length === 0) return;
-    after = ack.messages[ack.messages.length - 1].id;
   }
 }
 
@@ -682,9 +686,10 @@ socket.on("session", async (session) => {
     }
     if (epoch !== state.epoch) return;
     flushOutbox();
-    if (reconnect && state.highestSeen > 0) await catchUp(epoch);
+    if (reconnect && state.syncCursor > 0) await catchUp(epoch);
     else if (reconnect) forgetEmptyConversations();
     if (epoch === state.epoch) await prepare(state.current, epoch);
+    if (epoch === state.epoch && state.syncCursor === 0) state.syncCursor = state.highestSeen;
   } catch (error) {
     reportCallFailure(error);
   }
