@@ -133,6 +133,8 @@ def hidden_input(html: str, name: str) -> str:
 def run_node():
     """Run ``node tests/integration/node/<script>`` with a JSON scenario; returns the JSON it prints."""
     node = components.node_path()
+    if not (ROOT / "node_modules" / "socket.io-client").is_dir():
+        components.missing("socket.io-client is not installed in node_modules (run `npm ci`)")
 
     def run(script: str, scenario: dict, timeout: float = 60) -> dict:
         completed = subprocess.run(

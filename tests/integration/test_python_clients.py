@@ -274,3 +274,24 @@ def test_websocket_and_polling_clients_talk_to_each_other(account, connect):
 
     assert bob_polling.wait_for("message", with_id(from_ws["message"]["id"])) == from_ws["message"]
     assert alice_ws.wait_for("dm", with_id(from_polling["message"]["id"])) == from_polling["message"]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_repeated_client_id_returns_the_stored_message_and_is_delivered_once(transport, account, connect):
+    alice, bob = account(), account()
+    alice_tab, bob_tab = connect(alice, transport), connect(bob, transport)
+    room = unique_room()
+    join(alice_tab, room)
+    join(bob_tab, room)
+    client_id = unique_client_id()
+
+    first = alice_tab.call("message", {"room": room, "body": "only once", "client_id": client_id})
+    repeat = alice_tab.call("message", {"room": room, "body": "a different body", "client_id": client_id})
+
+    assert first["ok"] is True, first
+    assert repeat == first
+    bob_tab.wait_for("message", with_id(first["message"]["id"]))
+    assert_not_received(bob_tab, "message", lambda data: data["body"] == "a different body")
+    assert bob_tab.received("message", with_id(first["message"]["id"])) == [first["message"]]
+    history = bob_tab.call("history", {"room": room})
+    assert [message["id"] for message in history["messages"]] == [first["message"]["id"]]
