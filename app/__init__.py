@@ -36,7 +36,7 @@ def create_app(config: type | dict | None = None) -> Flask:
 def register_extensions(app: Flask) -> None:
     from app.database import configure_engine
     from app.models import User
-    from app.websocket_limits import limit_websocket_messages
+    from app.packet_limits import limit_packet_sizes
 
     db.init_app(app)
     with app.app_context():
@@ -69,8 +69,8 @@ def register_extensions(app: Flask) -> None:
         socketio_options["message_queue"] = app.config["REDIS_URL"]
         socketio_options["channel"] = f"{app.config['REDIS_PREFIX']}:socketio"
     socketio.init_app(app, **socketio_options)
-    # Outside Flask-SocketIO's middleware, so websockets are bounded before Engine.IO reads them.
-    app.wsgi_app = limit_websocket_messages(app.wsgi_app, app.config["MAX_PACKET_BYTES"])
+    # Outside Flask-SocketIO's middleware, so packets are bounded before Engine.IO reads them.
+    app.wsgi_app = limit_packet_sizes(app.wsgi_app, socketio.server.eio, app.config["MAX_PACKET_BYTES"])
 
 
 def origin_checker(extra_origins: list[str]):

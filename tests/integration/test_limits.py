@@ -69,6 +69,11 @@ def test_packet_over_one_megabyte_closes_every_namespace_of_that_connection_only
     multiplexed.wait_disconnected("/")
     multiplexed.wait_disconnected("/admin")
     assert not multiplexed.connected
+    # The server let go of the socket too: its user went offline for everyone else.
+    went_offline = listener_tab.wait_for(
+        "presence", lambda data: data["user"]["id"] == admin.user["id"] and data["online"] is False
+    )
+    assert went_offline == {"user": admin.user, "online": False}
     answer = bystander_tab.call("message", {"room": "general", "body": "still here", "client_id": unique_client_id()})
     assert answer["ok"] is True, answer
     assert listener_tab.wait_for("message", lambda data: data["id"] == answer["message"]["id"]) == answer["message"]
@@ -141,15 +146,26 @@ def test_polling_packet_limit_allows_exactly_one_megabyte_and_closes_the_session
     at_limit = session.call(message_packet(MAX_PACKET_BYTES, ack_id=1), ack_id=1)
     assert at_limit["ok"] is False and at_limit["error"]["code"] == "too_large", at_limit
 
-    # Like every long-polling client, keep a GET waiting: the server hands the close packet to it.
+    # Like every long-polling client, keep a GET waiting. If it reached the server first it
+    # carries the close packet; if the POST won the race the session is already gone.
     with ThreadPoolExecutor(max_workers=1) as pool:
-        pending_poll = pool.submit(session.poll)
+        waiting_poll = pool.submit(session.poll)
         oversized = session.post(message_packet(MAX_PACKET_BYTES + 1, ack_id=2))
-        closing_poll = pending_poll.result()
+        closing_poll = waiting_poll.result()
 
     assert oversized.status_code == 400
-    assert closing_poll.status_code == 200 and "1" in closing_poll.text.split(RECORD_SEPARATOR), closing_poll.text
+    assert closing_poll.status_code == 400 or "1" in closing_poll.text.split(RECORD_SEPARATOR), closing_poll.text
     assert session.poll().status_code == 400  # the session is gone, not just the request
+
+
+def test_oversized_poll_is_answered_and_ends_the_session_with_no_get_waiting(account, chat_server):
+    alice = account()
+    session = PollingSession(chat_server.url, alice.token)
+
+    oversized = session.post(message_packet(MAX_PACKET_BYTES + 1, ack_id=1))
+
+    assert oversized.status_code == 400
+    assert session.poll().status_code == 400
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

@@ -1,6 +1,8 @@
-"""A byte limit on incoming websocket messages, enforced before their payload is read."""
+"""The 1 MB limit on incoming Engine.IO packets, enforced before their bytes are read, on both transports."""
 
 from __future__ import annotations
+
+from urllib.parse import parse_qs
 
 from geventwebsocket.exceptions import ProtocolError
 from geventwebsocket.websocket import Header, WebSocket
@@ -83,20 +85,45 @@ class BoundedWebSocket(WebSocket):
         return unmask(payload, header.mask)
 
 
-def limit_websocket_messages(wsgi_app, max_message_bytes: int):
-    """WSGI middleware: websockets upgraded by gevent-websocket get ``max_message_bytes`` per message.
+def content_length(environ: dict) -> int:
+    declared = environ.get("CONTENT_LENGTH") or "0"
+    return int(declared) if declared.isdigit() else 0
+
+
+def refuse_oversized_poll(engineio_server, environ: dict, start_response):
+    """Answer a long-polling POST over ``max_bytes`` with 400 and close its Engine.IO session at once.
+
+    Engine.IO refuses such a POST too, but closes the session by waiting for the close
+    packet to be fetched by a GET; a client with no GET waiting then never gets an answer
+    and its request holds a worker connection for good.
+    """
+    sid = parse_qs(environ.get("QUERY_STRING", "")).get("sid", [None])[0]
+    session = engineio_server.sockets.get(sid) if sid else None
+    if session is not None and not session.closed:
+        session.close(wait=False, reason=engineio_server.reason.TRANSPORT_ERROR)
+        engineio_server.sockets.pop(sid, None)
+    start_response("400 BAD REQUEST", [("Content-Type", "text/plain"), ("Connection", "close")])
+    return [b"packet too large"]
+
+
+def limit_packet_sizes(wsgi_app, engineio_server, max_bytes: int, socketio_path: str = "/socket.io"):
+    """WSGI middleware: no Engine.IO packet over ``max_bytes`` is read, over websocket or long-polling.
 
     It wraps the application rather than the gunicorn worker so that the limit holds
     however the server is started.
     """
-    bounded_class = type(
-        "BoundedWebSocket", (BoundedWebSocket,), {"__slots__": (), "max_message_bytes": max_message_bytes}
-    )
+    bounded_class = type("BoundedWebSocket", (BoundedWebSocket,), {"__slots__": (), "max_message_bytes": max_bytes})
 
     def middleware(environ, start_response):
         websocket = environ.get("wsgi.websocket")
         if type(websocket) is WebSocket:
             websocket.__class__ = bounded_class
+        elif (
+            environ.get("REQUEST_METHOD") == "POST"
+            and environ.get("PATH_INFO", "").rstrip("/") == socketio_path
+            and content_length(environ) > max_bytes
+        ):
+            return refuse_oversized_poll(engineio_server, environ, start_response)
         return wsgi_app(environ, start_response)
 
     return middleware
