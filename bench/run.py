@@ -7,7 +7,7 @@ Results are printed as tables and written as JSON to bench/results/ (or $BENCH_O
 
 Environment: BENCH_SCENARIOS=2,4 picks scenarios; BENCH_QUICK=1 is a short run; BENCH_TINY=1 is
 the few-client run of the test suite's smoke test; BENCH_PROFILE=1 samples the Switchboard worker
-with py-spy during scenario 2's fastest rate (py-spy must be installed in the venv).
+with py-spy during scenario 2's fastest rate and every rate of scenario 5 (py-spy must be installed in the venv).
 ``run.py --report bench/results/bench-<stamp>.json`` prints the tables of an earlier run again.
 """
 
@@ -571,6 +571,7 @@ class Bench:
                             raise RuntimeError(f"join failed: {joined['errors']}")
                         rooms.append({"name": f"persist{r}", "members": indices})
                     for rate in s["persist_rates"]:
+                        profile = self.start_profile("s5", server, rate, s["persist_rates"])
                         step = generator.call(
                             "traffic",
                             run_id=uuid.uuid4().hex[:8],
@@ -582,6 +583,8 @@ class Bench:
                         )
                         acked_messages.extend(step.pop("acked_messages", []))
                         step["correct"] = correct(step)
+                        if profile is not None:
+                            step["profile"] = self.finish_profile(profile)
                         steps.append(step)
                         if step["latency_ms"]["p99"] is None or step["latency_ms"]["p99"] > P99_KNEE_MS:
                             break
@@ -674,15 +677,18 @@ class Bench:
     # -- profiling ------------------------------------------------------------
 
     def start_profile(self, label: str, server: Server, rate: float, rates: list[float]):
-        if not (self.profile and label == "s2" and server.kind == "switchboard" and rate == max(rates)):
+        """py-spy on the Switchboard worker: scenario 2 at its top rate, scenario 5 at every rate."""
+        wanted = (label == "s2" and rate == max(rates)) or label == "s5"
+        if not (self.profile and wanted and server.kind == "switchboard"):
             return None
         py_spy = shutil.which("py-spy") or str(VENV_BIN / "py-spy")
         if not Path(py_spy).exists():
             print("BENCH_PROFILE=1 needs py-spy (.venv/bin/pip install py-spy); not profiling", file=sys.stderr)
             return None
-        output = self.workdir / "s2-profile.txt"
+        output = self.workdir / f"{label}-profile-{rate:g}.txt"
+        seconds = self.scale["persist_seconds" if label == "s5" else "seconds"]
         process = subprocess.Popen(
-            [py_spy, "record", "--pid", str(server.pid), "--duration", str(int(self.scale["seconds"]))]
+            [py_spy, "record", "--pid", str(server.pid), "--duration", str(int(seconds))]
             + ["--rate", "200", "--format", "raw", "--output", str(output), "--nonblocking"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
