@@ -46,6 +46,10 @@ class PresenceStore:
     def online_user_ids(self) -> set[int]:
         raise NotImplementedError
 
+    def online_counts(self, rooms: list[str]) -> dict[str, int]:
+        """How many distinct users have a socket in each of these chat rooms, without listing them."""
+        raise NotImplementedError
+
     def all(self) -> list[SocketInfo]:
         raise NotImplementedError
 
@@ -58,10 +62,32 @@ class MemoryPresenceStore(PresenceStore):
         self._lock = threading.Lock()
         self._sockets: dict[str, SocketInfo] = {}
         self._by_user: dict[int, set[str]] = {}
+        # room -> user id -> how many of the user's sockets are in it
+        self._room_users: dict[str, dict[int, int]] = {}
+
+    def _enter_rooms(self, info: SocketInfo) -> None:
+        for name in info.rooms:
+            users = self._room_users.setdefault(name, {})
+            users[info.user_id] = users.get(info.user_id, 0) + 1
+
+    def _exit_rooms(self, info: SocketInfo) -> None:
+        for name in info.rooms:
+            users = self._room_users.get(name)
+            if users is None or info.user_id not in users:
+                continue
+            users[info.user_id] -= 1
+            if users[info.user_id] <= 0:
+                del users[info.user_id]
+                if not users:
+                    del self._room_users[name]
 
     def add(self, info: SocketInfo) -> bool:
         with self._lock:
+            previous = self._sockets.get(info.sid)
+            if previous is not None:
+                self._exit_rooms(previous)
             self._sockets[info.sid] = info
+            self._enter_rooms(info)
             sids = self._by_user.setdefault(info.user_id, set())
             first = not sids
             sids.add(info.sid)
@@ -72,6 +98,7 @@ class MemoryPresenceStore(PresenceStore):
             info = self._sockets.pop(sid, None)
             if info is None:
                 return None, False
+            self._exit_rooms(info)
             sids = self._by_user.get(info.user_id, set())
             sids.discard(sid)
             if not sids:
@@ -90,6 +117,10 @@ class MemoryPresenceStore(PresenceStore):
         with self._lock:
             return set(self._by_user)
 
+    def online_counts(self, rooms: list[str]) -> dict[str, int]:
+        with self._lock:
+            return {name: len(self._room_users.get(name, ())) for name in rooms}
+
     def all(self) -> list[SocketInfo]:
         with self._lock:
             return list(self._sockets.values())
@@ -102,4 +133,6 @@ class MemoryPresenceStore(PresenceStore):
             if transport is not None:
                 info.transport = transport
             if rooms is not None:
+                self._exit_rooms(info)
                 info.rooms = sorted(rooms)
+                self._enter_rooms(info)

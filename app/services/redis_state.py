@@ -14,6 +14,8 @@ Keys under ``<prefix>:presence``:
 - ``sockets``: hash sid -> JSON ``{"worker", "user_id", "info": SocketInfo}``
 - ``user:<id>``: set of the user's sids; ``online``: set of user ids with at least one sid
 - ``worker:<id>``: set of the worker's sids; ``workers``: set of registered worker ids
+- ``room:<name>``: hash user id -> how many of the user's sockets are in that chat room, so a
+  room's online count is one HLEN however many members it has
 - ``alive:<id>``: present while the worker heartbeats
 
 Each heartbeat also compares the sockets registered for its worker with the ones the
@@ -60,12 +62,27 @@ local SOCKETS = P .. ':sockets'
 local ONLINE = P .. ':online'
 local WORKERS = P .. ':workers'
 
+-- Count the sockets of an entry in (delta 1) or out of (delta -1) each of its chat rooms.
+local function move_rooms(raw, delta)
+  local entry = cjson.decode(raw)
+  local uid = string.format('%d', entry.user_id)
+  local rooms = entry.info.rooms
+  if type(rooms) ~= 'table' then return end
+  for _, name in ipairs(rooms) do
+    local key = P .. ':room:' .. name
+    if redis.call('HINCRBY', key, uid, delta) <= 0 then
+      redis.call('HDEL', key, uid)
+    end
+  end
+end
+
 -- Drop one socket; returns its entry and 1 when it was its user's last socket anywhere.
 local function forget(sid)
   local raw = redis.call('HGET', SOCKETS, sid)
   if not raw then return false, 0 end
   local entry = cjson.decode(raw)
   local uid = string.format('%d', entry.user_id)
+  move_rooms(raw, -1)
   redis.call('HDEL', SOCKETS, sid)
   redis.call('SREM', P .. ':worker:' .. entry.worker, sid)
   local user_sids = P .. ':user:' .. uid
@@ -82,8 +99,10 @@ local function register(worker, sid, uid, raw)
   local previous = redis.call('HGET', SOCKETS, sid)
   if previous then
     redis.call('SREM', P .. ':worker:' .. cjson.decode(previous).worker, sid)
+    move_rooms(previous, -1)
   end
   redis.call('HSET', SOCKETS, sid, raw)
+  move_rooms(raw, 1)
   redis.call('SADD', P .. ':worker:' .. worker, sid)
   redis.call('SADD', ONLINE, uid)
   local user_sids = P .. ':user:' .. uid
@@ -148,6 +167,12 @@ elseif what == 'sids_of' then
   return {gone, redis.call('SMEMBERS', P .. ':user:' .. ARGV[3])}
 elseif what == 'online' then
   return {gone, redis.call('SMEMBERS', ONLINE)}
+elseif what == 'online_counts' then
+  local counts = {}
+  for _, name in ipairs(cjson.decode(ARGV[3])) do
+    table.insert(counts, redis.call('HLEN', P .. ':room:' .. name))
+  end
+  return {gone, counts}
 end
 return {gone, redis.call('HVALS', SOCKETS)}
 """
@@ -178,14 +203,18 @@ return reap()
 )
 
 # Compare-and-set of one socket entry. ARGV: prefix, sid, expected JSON, new JSON
-LUA_REPLACE = """
-local SOCKETS = ARGV[1] .. ':sockets'
+LUA_REPLACE = (
+    LUA_COMMON
+    + """
 local current = redis.call('HGET', SOCKETS, ARGV[2])
 if not current then return -1 end
 if current ~= ARGV[3] then return 0 end
+move_rooms(current, -1)
 redis.call('HSET', SOCKETS, ARGV[2], ARGV[4])
+move_rooms(ARGV[4], 1)
 return 1
 """
+)
 
 
 PresenceCallback = Callable[[dict, bool], None]
@@ -365,6 +394,13 @@ class RedisPresenceStore(PresenceStore):
 
     def online_user_ids(self) -> set[int]:
         return {int(user_id) for user_id in self._query("online")}
+
+    def online_counts(self, rooms: list[str]) -> dict[str, int]:
+        names = list(rooms)
+        if not names:
+            return {}
+        counts = self._query("online_counts", json.dumps(names))
+        return {name: int(count) for name, count in zip(names, counts, strict=True)}
 
     def all(self) -> list[SocketInfo]:
         return [self._info(raw) for raw in self._query("all")]

@@ -97,6 +97,28 @@ def member_ids(room_ids: Iterable[int]) -> dict[int, set[int]]:
     return members
 
 
+def member_counts(room_ids: Iterable[int]) -> dict[int, int]:
+    """Members per room, counted in SQL: one row per room, not one per membership."""
+    ids = list(room_ids)
+    counts = dict.fromkeys(ids, 0)
+    if ids:
+        stmt = (
+            sa.select(RoomMembership.room_id, sa.func.count())
+            .where(RoomMembership.room_id.in_(ids))
+            .group_by(RoomMembership.room_id)
+        )
+        counts.update({room_id: count for room_id, count in db.session.execute(stmt)})
+    return counts
+
+
+def room_dicts_with_online(rooms: list[Room], online_counts: dict[str, int]) -> list[dict]:
+    """ROOM payloads from online counts the caller already has (the presence store keeps them per room)."""
+    members = member_counts(room.id for room in rooms)
+    return [
+        {"name": room.name, "members": members[room.id], "online": online_counts.get(room.name, 0)} for room in rooms
+    ]
+
+
 def room_dicts(rooms: list[Room], online_user_ids: set[int]) -> list[dict]:
     """ROOM payloads: member counts and how many members are online now."""
     members = member_ids(room.id for room in rooms)

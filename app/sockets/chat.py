@@ -49,7 +49,7 @@ class ChatNamespace(GuardedNamespace):
             session_payload = {
                 "user": user_dict,
                 "sid": sid,
-                "rooms": rooms.room_dicts(member_rooms, self.presence.online_user_ids() | {user.id}),
+                "rooms": self._session_rooms(user.id, member_rooms),
                 "unread": self._unread(user.id, member_rooms),
             }
         except ConnectionRefusedError:
@@ -107,6 +107,18 @@ class ChatNamespace(GuardedNamespace):
         if not within_limit:
             raise ServiceError("rate_limited", "slow down: at most 20 messages in 10 seconds")
 
+    def _session_rooms(self, user_id: int, member_rooms) -> list[dict]:
+        """ROOM payloads for ``session``, counting the connecting user online in each member room.
+
+        A user with a socket already has it in every member room (join and leave move all of a
+        user's sockets), so only a user's first socket adds one to each count.
+        """
+        names = [room.name for room in member_rooms]
+        online = self.presence.online_counts(names)
+        if not self.presence.sids_of(user_id):
+            online = {name: online.get(name, 0) + 1 for name in names}
+        return rooms.room_dicts_with_online(member_rooms, online)
+
     @staticmethod
     def _unread(user_id: int, member_rooms) -> dict[str, int]:
         """Unread counts of every member room, zero included, so clients can trust the whole map."""
@@ -142,7 +154,7 @@ class ChatNamespace(GuardedNamespace):
         room, _joined = rooms.join_room(info.user_id, data.get("room"))
         self._move_user_sockets(info.user_id, room.name, enter=True)
         recent, _has_more = messages.room_history(room.name)
-        [room_dict] = rooms.room_dicts([room], self.presence.online_user_ids())
+        [room_dict] = rooms.room_dicts_with_online([room], self.presence.online_counts([room.name]))
         return {"room": room_dict, "messages": recent}
 
     @event_handler
