@@ -17,10 +17,7 @@ Three rules keep "every message with id > N" (``sync``) exact and free of "datab
   in every process: a message id becomes visible only after every smaller one has.
 
 File databases use WAL with synchronous=FULL: an acknowledged message survives a killed
-server and a power cut alike. Under gevent the two SQLite calls that can block, BEGIN IMMEDIATE
-(waiting for another process's write lock) and COMMIT (the fsync), run in gevent's native
-threadpool, so the worker's other sockets are served meanwhile and drafts that arrive during the
-fsync queue up for the next group commit.
+server and a power cut alike.
 """
 
 import threading
@@ -39,39 +36,6 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 # Created at import time, after wsgi.py has monkey-patched threading under gevent.
 _write_lock = threading.RLock()
-
-
-def off_hub_available() -> bool:
-    """True under a gevent-patched worker, where a blocking C call would stall every greenlet."""
-    try:
-        from gevent import monkey
-    except ImportError:
-        return False
-    return monkey.is_module_patched("threading")
-
-
-def run_off_hub(function, *args):
-    """Run a call that blocks in C (releasing the GIL) in gevent's threadpool, or inline without gevent.
-
-    The function must touch no gevent primitive: it runs in a native thread, where the patched
-    locks of SQLAlchemy's pool would not work.
-    """
-    if not off_hub_available():
-        return function(*args)
-    import gevent
-
-    result = gevent.get_hub().threadpool.spawn(function, *args)
-    try:
-        return result.get()
-    except BaseException:
-        # The call cannot be interrupted in its thread: let it finish before the caller touches the
-        # connection again (a rollback racing a running COMMIT).
-        result.wait()
-        raise
-
-
-def _sqlite_file(engine: Engine) -> bool:
-    return engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:")
 
 
 def configure_engine(engine: Engine) -> None:
@@ -95,11 +59,7 @@ def configure_engine(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection):
         immediate = connection.get_execution_options().get("sqlite_immediate")
-        if immediate and _sqlite_file(engine) and off_hub_available():
-            # The busy wait for another process's write lock must not stall this worker's sockets.
-            run_off_hub(connection.connection.dbapi_connection.execute, "BEGIN IMMEDIATE")
-        else:
-            connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def is_postgres(session: Session | None = None) -> bool:
@@ -123,22 +83,10 @@ def write_transaction(*, ordered: bool = False) -> Iterator[Session]:
             if ordered and is_postgres(session):
                 session.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MESSAGE_LOCK_KEY})
             yield session
-            _commit(session)
+            session.commit()
         except BaseException:
             session.rollback()
             raise
-
-
-def _commit(session: Session) -> None:
-    """Commit; on a SQLite file under gevent the COMMIT and its fsync run off the hub.
-
-    After the raw COMMIT the pysqlite connection is back in autocommit, so SQLAlchemy's own
-    commit that follows (events, expiry, returning the connection) sends nothing to SQLite.
-    """
-    if _sqlite_file(session.get_bind().engine) and off_hub_available():
-        session.flush()
-        run_off_hub(session.connection().connection.dbapi_connection.commit)
-    session.commit()
 
 
 def write_lock() -> threading.RLock:

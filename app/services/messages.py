@@ -10,7 +10,6 @@ ids that commit are always the next ones ``sync`` will see.
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -64,9 +63,6 @@ class MessageWriter:
             self.pending.append(draft)
         with write_lock():
             if not draft.done:
-                # Let handlers that are ready to run queue their drafts into this commit (under
-                # gevent a zero sleep runs every ready greenlet once; with threads it gives up the GIL).
-                time.sleep(0)
                 with self.pending_lock:
                     batch, self.pending = self.pending, []
                 self._commit(batch)
