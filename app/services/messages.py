@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from app.database import write_lock, write_transaction
 from app.errors import ServiceError
 from app.extensions import db
-from app.models import Message, Room, RoomMembership, User, dm_pair, utcnow
+from app.models import Message, Room, RoomMembership, User, dm_pair, isoformat, utcnow
 from app.services import validation
 from app.services.rooms import get_room
 
@@ -102,43 +102,79 @@ def _insert(session, batch: list[Draft]) -> list[tuple[dict, bool]]:
     """Insert the drafts whose client_id is new; answers (MESSAGE, duplicate) per draft, in order.
 
     A client_id repeated within the batch, or already stored, answers with the one stored message.
+    New rows go in with one Core INSERT ... RETURNING for the whole batch, and their MESSAGE
+    payloads are built from the drafts and two small lookups instead of loading ORM objects back.
     """
     stored = _stored_by_client_id(session, batch)
-    _load_related(session, batch)
-    answers: list[tuple[Message | dict, bool]] = []
-    inserted: dict[tuple[int, str], Message] = {}
-    for draft in batch:
+    users, room_names = _related(session, batch)
+    answers: list[tuple[dict, bool] | None] = [None] * len(batch)
+    first_with_key: dict[tuple[int, str], int] = {}
+    new_rows: list[tuple[int, dict]] = []
+    for index, draft in enumerate(batch):
         key = (draft.sender_id, draft.client_id)
         if draft.client_id is not None and key in stored:
-            answers.append((stored[key], True))
-        elif draft.client_id is not None and key in inserted:
-            answers.append((inserted[key], True))
+            answers[index] = (stored[key], True)
+        elif draft.client_id is not None and key in first_with_key:
+            continue  # answered below with the message its first draft stores
         else:
-            message = Message(
-                sender_id=draft.sender_id,
-                room_id=draft.room_id,
-                recipient_id=draft.recipient_id,
-                dm_pair=dm_pair(draft.sender_id, draft.recipient_id) if draft.recipient_id else None,
-                body=draft.body,
-                client_id=draft.client_id,
-                created_at=utcnow(),
+            new_rows.append(
+                (
+                    index,
+                    {
+                        "sender_id": draft.sender_id,
+                        "room_id": draft.room_id,
+                        "recipient_id": draft.recipient_id,
+                        "dm_pair": dm_pair(draft.sender_id, draft.recipient_id) if draft.recipient_id else None,
+                        "body": draft.body,
+                        "client_id": draft.client_id,
+                        "created_at": utcnow(),
+                        "deleted": False,
+                    },
+                )
             )
-            session.add(message)
             if draft.client_id is not None:
-                inserted[key] = message
-            answers.append((message, False))
-    session.flush()
-    return [(m if isinstance(m, dict) else m.to_dict(), duplicate) for m, duplicate in answers]
+                first_with_key[key] = index
+    if new_rows:
+        table = Message.__table__
+        statement = sa.insert(table).returning(table.c.id, sort_by_parameter_order=True)
+        ids = session.execute(statement, [row for _, row in new_rows]).scalars().all()
+        for (index, row), message_id in zip(new_rows, ids, strict=True):
+            answers[index] = (_message_dict(message_id, row, users, room_names), False)
+    for index, draft in enumerate(batch):
+        if answers[index] is None:
+            first = answers[first_with_key[(draft.sender_id, draft.client_id)]]
+            answers[index] = (first[0], True)
+    return answers
 
 
-def _load_related(session, batch: list[Draft]) -> None:
-    """Put every sender, recipient and room of the batch in the identity map with two queries,
-    so building the MESSAGE payloads after the flush issues none."""
+def _message_dict(message_id: int, row: dict, users: dict[int, dict], room_names: dict[int, str]) -> dict:
+    """The MESSAGE of a row just inserted: the same shape as ``Message.to_dict``."""
+    return {
+        "id": message_id,
+        "room": room_names[row["room_id"]] if row["room_id"] is not None else None,
+        "sender": dict(users[row["sender_id"]]),
+        "recipient": dict(users[row["recipient_id"]]) if row["recipient_id"] is not None else None,
+        "body": row["body"],
+        "client_id": row["client_id"],
+        "created_at": isoformat(row["created_at"]),
+        "deleted": False,
+    }
+
+
+def _related(session, batch: list[Draft]) -> tuple[dict[int, dict], dict[int, str]]:
+    """USER payloads of every sender and recipient and the name of every room of the batch."""
     user_ids = {d.sender_id for d in batch} | {d.recipient_id for d in batch if d.recipient_id}
     room_ids = {d.room_id for d in batch if d.room_id}
-    session.scalars(sa.select(User).where(User.id.in_(user_ids))).all()
+    users = {
+        user_id: {"id": user_id, "username": username, "is_admin": is_admin}
+        for user_id, username, is_admin in session.execute(
+            sa.select(User.id, User.username, User.is_admin).where(User.id.in_(user_ids))
+        )
+    }
+    room_names: dict[int, str] = {}
     if room_ids:
-        session.scalars(sa.select(Room).where(Room.id.in_(room_ids))).all()
+        room_names = dict(session.execute(sa.select(Room.id, Room.name).where(Room.id.in_(room_ids))).all())
+    return users, room_names
 
 
 def _stored_by_client_id(session, batch: list[Draft]) -> dict[tuple[int, str], dict]:
@@ -146,7 +182,11 @@ def _stored_by_client_id(session, batch: list[Draft]) -> dict[tuple[int, str], d
     if not keys:
         return {}
     conditions = [sa.and_(Message.sender_id == s, Message.client_id == c) for s, c in keys]
-    rows = session.scalars(sa.select(Message).where(sa.or_(*conditions)))
+    # Ids first, without the joined loads: almost every batch repeats no client_id.
+    ids = session.scalars(sa.select(Message.id).where(sa.or_(*conditions))).all()
+    if not ids:
+        return {}
+    rows = session.scalars(sa.select(Message).where(Message.id.in_(ids)))
     return {(m.sender_id, m.client_id): m.to_dict() for m in rows}
 
 
@@ -172,8 +212,11 @@ def repeated(user: User, client_id) -> Posted | None:
     cid = validation.client_id(client_id)
     if cid is None:
         return None
-    stored = db.session.scalar(sa.select(Message).where(Message.sender_id == user.id, Message.client_id == cid))
-    return Posted(stored.to_dict(), True) if stored is not None else None
+    # The id alone first: the full row, with its joined sender, recipient and room, only for a repeat.
+    stored_id = db.session.scalar(sa.select(Message.id).where(Message.sender_id == user.id, Message.client_id == cid))
+    if stored_id is None:
+        return None
+    return Posted(db.session.get(Message, stored_id).to_dict(), True)
 
 
 def post_room_message(user: User, room_name, body, client_id=None) -> Posted:
