@@ -96,6 +96,9 @@ class Message(db.Model):
         sa.Index("ix_messages_recipient_id_id", "recipient_id", "id"),
         sa.Index("ix_messages_sender_id_id", "sender_id", "id"),
         sa.Index("ix_messages_dm_pair_id", "dm_pair", "id"),
+        # Never reuse an id on SQLite, even after the newest row is gone: `sync` relies on ids
+        # only ever growing.
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

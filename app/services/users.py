@@ -1,10 +1,13 @@
 """Accounts: registration, credentials, bearer tokens, admin rights, bans and mutes."""
 
+import functools
+import secrets
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy.exc import IntegrityError
+from werkzeug.security import check_password_hash
 
 from app.database import write_transaction
 from app.errors import ServiceError
@@ -52,11 +55,23 @@ def register_user(username, password) -> User:
 def authenticate(username, password) -> User:
     user = find_user(username) if isinstance(username, str) else None
     usable = isinstance(password, str) and validation.storable(password)
-    if user is None or not usable or not user.check_password(password):
+    if user is None:
+        # Hash anyway, so the response time does not tell which usernames exist.
+        check_password_hash(_dummy_password_hash(), password if usable else "")
+        raise ServiceError("unauthorized", "wrong username or password")
+    if not usable or not user.check_password(password):
         raise ServiceError("unauthorized", "wrong username or password")
     if user.banned:
         raise ServiceError("banned", ban_message(user))
     return user
+
+
+@functools.cache
+def _dummy_password_hash() -> str:
+    """A hash made the way real ones are, for timing-safe refusals of unknown usernames."""
+    probe = User(username="", username_key="")
+    probe.set_password(secrets.token_hex(16))
+    return probe.password_hash
 
 
 def ban_message(user: User) -> str:

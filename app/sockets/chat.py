@@ -105,7 +105,10 @@ class ChatNamespace(GuardedNamespace):
                 f"you are muted until {user.muted_until.isoformat(timespec='seconds')}Z",
             )
         if not within_limit:
-            raise ServiceError("rate_limited", "slow down: at most 20 messages in 10 seconds")
+            raise ServiceError(
+                "rate_limited",
+                f"slow down: at most {self.limiter.limit} messages in {self.limiter.window:g} seconds",
+            )
 
     def _session_rooms(self, user_id: int, member_rooms) -> list[dict]:
         """ROOM payloads for ``session``, counting the connecting user online in each member room.

@@ -66,7 +66,8 @@ def upgrade():
     sa.ForeignKeyConstraint(['room_id'], ['rooms.id'], name=op.f('fk_messages_room_id_rooms'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['sender_id'], ['users.id'], name=op.f('fk_messages_sender_id_users'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_messages')),
-    sa.UniqueConstraint('sender_id', 'client_id', name='uq_messages_sender_client_id')
+    sa.UniqueConstraint('sender_id', 'client_id', name='uq_messages_sender_client_id'),
+    sqlite_autoincrement=True,
     )
     with op.batch_alter_table('messages', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_messages_created_at'), ['created_at'], unique=False)
