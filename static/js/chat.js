@@ -102,6 +102,9 @@ const state = {
   // live or in an ack: two messages committed together can be broadcast in either order, so
   // holding id 104 live does not mean 103 has arrived.
   syncCursor: 0,
+  // Until the first `sync`, the lowest id that arrived live or in an ack: catching up from just
+  // below it misses nothing that this page was shown happening.
+  liveFloor: 0,
   counted: new Set(), // message ids already weighed for unread counts
   justSent: new Set(), // ids acknowledged to this page, shown as "Sent"
   online: new Map(), // user id -> USER
@@ -401,12 +404,14 @@ function fillViewport(conversation) {
 }
 
 /** Catch up on everything missed while disconnected, one page of `sync` at a time. */
-async function catchUp(epoch) {
+async function catchUp(epoch, from) {
+  let after = from;
   while (epoch === state.epoch) {
-    const ack = await call("sync", { after: state.syncCursor });
+    const ack = await call("sync", { after });
     if (!ack.ok || epoch !== state.epoch) return;
     for (const message of ack.messages) receive(message, "sync");
-    if (ack.messages.length > 0) state.syncCursor = ack.messages[ack.messages.length - 1].id;
+    if (ack.messages.length > 0) after = ack.messages[ack.messages.length - 1].id;
+    state.syncCursor = after;
     if (!ack.has_more || ack.messages.length === 0) return;
   }
 }
@@ -430,6 +435,9 @@ function forgetEmptyConversations() {
  */
 function receive(message, source) {
   if (message.id > state.highestSeen) state.highestSeen = message.id;
+  if ((source === "live" || source === "ack") && (state.liveFloor === 0 || message.id < state.liveFloor)) {
+    state.liveFloor = message.id;
+  }
   const conversation = conversationOf(message);
   const mine = message.sender.id === me.id;
   const isCurrent = conversation === state.current;
@@ -686,7 +694,9 @@ socket.on("session", async (session) => {
     }
     if (epoch !== state.epoch) return;
     flushOutbox();
-    if (reconnect && state.syncCursor > 0) await catchUp(epoch);
+    // Id 0 is a real cursor (everything), so "no cursor yet" is null.
+    const from = state.syncCursor > 0 ? state.syncCursor : state.liveFloor > 0 ? state.liveFloor - 1 : null;
+    if (reconnect && from !== null) await catchUp(epoch, from);
     else if (reconnect) forgetEmptyConversations();
     if (epoch === state.epoch) await prepare(state.current, epoch);
     if (epoch === state.epoch && state.syncCursor === 0) state.syncCursor = state.highestSeen;
