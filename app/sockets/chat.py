@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from flask import request
 from flask_socketio import ConnectionRefusedError, join_room
 
@@ -70,6 +71,11 @@ class ChatNamespace(GuardedNamespace):
                 rooms=[room.name for room in member_rooms],
             )
         )
+        if self._banned_meanwhile(user.id):
+            # A ban that committed while this socket was being set up disconnected the user's
+            # registered sockets, which did not yet include this one.
+            self.presence.remove(sid)
+            raise ConnectionRefusedError("banned")
         self.emit("session", session_payload, room=sid)
         if first:
             self.emit("presence", {"user": user_dict, "online": True})
@@ -80,6 +86,11 @@ class ChatNamespace(GuardedNamespace):
             self.emit("presence", {"user": info.user, "online": False})
 
     # -- helpers ------------------------------------------------------------
+
+    @staticmethod
+    def _banned_meanwhile(user_id: int) -> bool:
+        db.session.rollback()  # a fresh snapshot: the ban may have committed after ours began
+        return bool(db.session.scalar(sa.select(User.banned).where(User.id == user_id)))
 
     def _socket(self) -> SocketInfo:
         info = self.presence.get(request.sid)

@@ -186,3 +186,30 @@ def test_a_failure_while_connecting_is_refused_with_internal_and_leaves_no_prese
     assert [e for e in watcher.get_received() if e["name"] == "presence"] == []
     who = watcher.emit("who", {}, callback=True)
     assert [entry["user"]["username"] for entry in who["users"]] == ["bob"]
+
+
+def test_a_ban_committed_while_the_socket_is_being_set_up_refuses_it(app, make_user, login, refusals):
+    seen, install = refusals
+    ann, bob = make_user("ann"), make_user("bob")
+    watcher = socketio.test_client(app, flask_test_client=login(bob))
+    watcher.get_received()
+    presence = app.extensions["switchboard.presence"]
+    register = presence.add
+
+    def ban_then_register(info):
+        # The admin's ban commits and sweeps the registered sockets just before this one registers.
+        users.set_banned("ann", True)
+        return register(info)
+
+    presence.add = ban_then_register
+    try:
+        late = socketio.test_client(app, flask_test_client=login(ann))
+        assert not late.is_connected()
+        install()
+        late.connect()
+    finally:
+        presence.add = register
+    assert seen == [{"message": "banned"}]
+    assert presence.sids_of(ann.id) == []
+    assert [e for e in watcher.get_received() if e["name"] == "presence"] == []
+    watcher.disconnect()
