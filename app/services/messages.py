@@ -32,6 +32,10 @@ class Draft:
     client_id: str | None
     room_id: int | None = None
     recipient_id: int | None = None
+    # USER payloads and room name the caller already holds, so the batch need not read them again.
+    sender: dict | None = None
+    recipient: dict | None = None
+    room_name: str | None = None
     result: dict | None = None
     duplicate: bool = False
     error: BaseException | None = None
@@ -162,18 +166,25 @@ def _message_dict(message_id: int, row: dict, users: dict[int, dict], room_names
 
 
 def _related(session, batch: list[Draft]) -> tuple[dict[int, dict], dict[int, str]]:
-    """USER payloads of every sender and recipient and the name of every room of the batch."""
-    user_ids = {d.sender_id for d in batch} | {d.recipient_id for d in batch if d.recipient_id}
-    room_ids = {d.room_id for d in batch if d.room_id}
-    users = {
-        user_id: {"id": user_id, "username": username, "is_admin": is_admin}
-        for user_id, username, is_admin in session.execute(
-            sa.select(User.id, User.username, User.is_admin).where(User.id.in_(user_ids))
-        )
-    }
+    """USER payloads of every sender and recipient and the name of every room of the batch,
+    read from the database only where a draft did not bring them."""
+    users: dict[int, dict] = {}
     room_names: dict[int, str] = {}
-    if room_ids:
-        room_names = dict(session.execute(sa.select(Room.id, Room.name).where(Room.id.in_(room_ids))).all())
+    for draft in batch:
+        if draft.sender is not None:
+            users[draft.sender_id] = draft.sender
+        if draft.recipient is not None and draft.recipient_id is not None:
+            users[draft.recipient_id] = draft.recipient
+        if draft.room_name is not None and draft.room_id is not None:
+            room_names[draft.room_id] = draft.room_name
+    user_ids = {d.sender_id for d in batch} | {d.recipient_id for d in batch if d.recipient_id}
+    missing_users = user_ids - users.keys()
+    if missing_users:
+        rows = session.execute(sa.select(User.id, User.username, User.is_admin).where(User.id.in_(missing_users)))
+        users.update({user_id: {"id": user_id, "username": name, "is_admin": admin} for user_id, name, admin in rows})
+    missing_rooms = {d.room_id for d in batch if d.room_id} - room_names.keys()
+    if missing_rooms:
+        room_names.update(session.execute(sa.select(Room.id, Room.name).where(Room.id.in_(missing_rooms))).all())
     return users, room_names
 
 
@@ -229,7 +240,9 @@ def post_room_message(user: User, room_name, body, client_id=None) -> Posted:
     _check_can_post(user)
     if db.session.get(RoomMembership, (user.id, room.id)) is None:
         raise ServiceError("forbidden", f"join {room.name} before posting to it")
-    return writer.write(Draft(sender_id=user.id, room_id=room.id, body=text, client_id=cid))
+    return writer.write(
+        Draft(sender_id=user.id, room_id=room.id, body=text, client_id=cid, sender=user.to_dict(), room_name=room.name)
+    )
 
 
 def post_direct_message(user: User, recipient: User, body, client_id=None) -> Posted:
@@ -239,7 +252,16 @@ def post_direct_message(user: User, recipient: User, body, client_id=None) -> Po
     text = validation.body(body)
     cid = validation.client_id(client_id)
     _check_can_post(user)
-    return writer.write(Draft(sender_id=user.id, recipient_id=recipient.id, body=text, client_id=cid))
+    return writer.write(
+        Draft(
+            sender_id=user.id,
+            recipient_id=recipient.id,
+            body=text,
+            client_id=cid,
+            sender=user.to_dict(),
+            recipient=recipient.to_dict(),
+        )
+    )
 
 
 def _page(stmt, before: int | None, limit: int) -> tuple[list[dict], bool]:
