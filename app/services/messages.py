@@ -204,7 +204,8 @@ def _stored_by_client_id(session, batch: list[Draft]) -> dict[tuple[int, str], d
 writer = MessageWriter()
 
 
-def _check_can_post(user: User) -> None:
+def check_can_post(user: User) -> None:
+    """Banned and muted users may not post; the one place those refusals are worded."""
     if user.banned:
         raise ServiceError("banned", "this account is banned")
     if user.is_muted():
@@ -237,7 +238,7 @@ def post_room_message(user: User, room_name, body, client_id=None) -> Posted:
     text = validation.body(body)
     cid = validation.client_id(client_id)
     room = get_room(room_name)
-    _check_can_post(user)
+    check_can_post(user)
     if db.session.get(RoomMembership, (user.id, room.id)) is None:
         raise ServiceError("forbidden", f"join {room.name} before posting to it")
     return writer.write(
@@ -251,7 +252,7 @@ def post_direct_message(user: User, recipient: User, body, client_id=None) -> Po
         return earlier
     text = validation.body(body)
     cid = validation.client_id(client_id)
-    _check_can_post(user)
+    check_can_post(user)
     return writer.write(
         Draft(
             sender_id=user.id,

@@ -110,11 +110,7 @@ class ChatNamespace(GuardedNamespace):
     def _check_send_allowed(self, user: User) -> None:
         """Mutes answer before rate limits; every attempt counts against the limit."""
         within_limit = self.limiter.hit(f"send:{user.id}")
-        if user.is_muted():
-            raise ServiceError(
-                "muted",
-                f"you are muted until {user.muted_until.isoformat(timespec='seconds')}Z",
-            )
+        messages.check_can_post(user)
         if not within_limit:
             raise ServiceError(
                 "rate_limited",
