@@ -311,17 +311,6 @@ def sync(user: User, after) -> tuple[list[dict], bool]:
     return [m.to_dict() for m in rows[:SYNC_LIMIT]], len(rows) > SYNC_LIMIT
 
 
-def delete_message(message_id) -> dict:
-    message_id = validation.integer(message_id, "id", minimum=1)
-    with write_transaction() as session:
-        message = session.get(Message, message_id)
-        if message is None:
-            raise ServiceError("not_found", "no such message")
-        message.deleted = True
-        result = message.to_dict()
-    return result
-
-
 def count_since(seconds: int = 60) -> int:
     since = utcnow() - timedelta(seconds=seconds)
     return db.session.scalar(sa.select(sa.func.count(Message.id)).where(Message.created_at >= since)) or 0

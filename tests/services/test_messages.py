@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from app.errors import ServiceError
 from app.extensions import db
 from app.models import Message, dm_pair, utcnow
-from app.services import messages, rooms, users
+from app.services import messages, moderation, rooms, users
 
 both_databases = pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
 
@@ -49,6 +49,12 @@ def bob(ctx):
 @pytest.fixture
 def cat(ctx):
     return users.register_user("cat", "password1")
+
+
+@pytest.fixture
+def moderator(ctx):
+    users.register_user("mod", "password1")
+    return users.set_admin("mod", True)
 
 
 @both_databases
@@ -235,9 +241,9 @@ def test_ids_beyond_the_database_integer_are_invalid_not_internal(ann, bob):
     assert messages.sync(ann, 2**31 - 1) == ([], False)
 
 
-def test_history_keeps_deleted_messages_in_place(ann):
+def test_history_keeps_deleted_messages_in_place(ann, moderator):
     first, second = post(ann, "keep"), post(ann, "remove me")
-    messages.delete_message(second["id"])
+    moderation.delete_message(moderator.id, second["id"])
     page, _ = messages.room_history("general")
     assert [(m["id"], m["body"], m["deleted"]) for m in page] == [
         (first["id"], "keep", False),
@@ -322,9 +328,9 @@ def test_sync_returns_the_users_rooms_and_dms_oldest_first(ann, bob, cat):
     assert ids(page) == [before_all, *wanted]
 
 
-def test_sync_includes_deleted_messages_as_deleted(ann):
+def test_sync_includes_deleted_messages_as_deleted(ann, moderator):
     message = post(ann, "oops")
-    messages.delete_message(message["id"])
+    moderation.delete_message(moderator.id, message["id"])
     page, _ = messages.sync(ann, 0)
     assert [(m["id"], m["deleted"], m["body"]) for m in page] == [(message["id"], True, "")]
 

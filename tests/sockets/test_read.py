@@ -66,13 +66,13 @@ def test_read_never_moves_the_marker_back(app, make_user, socket_client):
 
 
 def test_deleted_messages_are_not_counted(app, make_user, socket_client):
-    from app.services import messages
+    from app.services import moderation
 
-    ann, bob = make_user(), make_user()
+    ann, bob, moderator = make_user(), make_user(), make_user(admin=True)
     ann_sio = socket_client(ann)
     kept, gone = post(ann_sio, "general", "kept"), post(ann_sio, "general", "gone")
     with app.app_context():
-        messages.delete_message(gone["id"])
+        moderation.delete_message(moderator.id, gone["id"])
 
     assert kept["id"] < gone["id"]
     assert session_payload(socket_client(bob))["unread"] == {"general": 1}
