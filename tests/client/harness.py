@@ -128,6 +128,16 @@ def converged(client: SwitchboardClient, expected: list[tuple], room: str) -> bo
     return essentials(client.room_messages(room)) == expected
 
 
+def assert_all_converge(clients, database_url: str, room: str, timeout: float, context: str = "") -> list[tuple]:
+    """Wait for every client's view of ``room`` to equal the database, in order; returns that view."""
+    expected = essentials([row for row in stored_messages(database_url) if row["room"] == room])
+    for client in clients:
+        assert client.wait_for(lambda c=client: converged(c, expected, room), timeout), (
+            f"a client never converged{context}: {len(client.room_messages(room))} of {len(expected)}"
+        )
+    return expected
+
+
 class DroppingProxy:
     """A TCP proxy in front of the server for one client: ``drop()`` cuts every connection
     it carries at once, mid-stream, the way a lost network does. New connections go through."""

@@ -13,7 +13,7 @@ from app.client import SwitchboardClient
 from tests.client.harness import (
     ENGINEIO_LEAKED_WEBSOCKET,
     DroppingProxy,
-    converged,
+    assert_all_converge,
     essentials,
     seed_accounts,
     stored_messages,
@@ -80,12 +80,9 @@ def test_every_client_ends_with_the_stored_history_through_random_drops(live_ser
                 clients[index].use_transports(None)
             proxies[index].drop()
 
+        expected = assert_all_converge(clients, server.database_url, ROOM, CONVERGE_SECONDS, f" (seed {seed})")
+
         rows = stored_messages(server.database_url)
-        expected = essentials([row for row in rows if row["room"] == ROOM])
-        for client in clients:
-            assert client.wait_for(lambda c=client: converged(c, expected, ROOM), CONVERGE_SECONDS), (
-                f"a client never converged (seed {seed}): {len(client.room_messages(ROOM))} of {len(expected)}"
-            )
     finally:
         for client in clients:
             client.close()

@@ -10,7 +10,7 @@ import pytest
 from app.client import SwitchboardClient
 from tests.client.harness import (
     ENGINEIO_LEAKED_WEBSOCKET,
-    converged,
+    assert_all_converge,
     essentials,
     seed_accounts,
     stored_messages,
@@ -62,12 +62,9 @@ def test_acked_messages_survive_sigkill_and_every_client_converges_after_restart
         for client in clients:
             client.flush(WAIT_SECONDS)
 
+        expected = assert_all_converge(clients, server.database_url, ROOM, WAIT_SECONDS)
+
         rows = stored_messages(server.database_url)
-        expected = essentials([row for row in rows if row["room"] == ROOM])
-        for client in clients:
-            assert client.wait_for(lambda c=client: converged(c, expected, ROOM), WAIT_SECONDS), (
-                f"a client never converged: {len(client.room_messages(ROOM))} of {len(expected)}"
-            )
     finally:
         for client in clients:
             client.close()
