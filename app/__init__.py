@@ -70,7 +70,9 @@ def register_extensions(app: Flask) -> None:
         socketio_options["channel"] = f"{app.config['REDIS_PREFIX']}:socketio"
     socketio.init_app(app, **socketio_options)
     # Outside Flask-SocketIO's middleware, so packets are bounded before Engine.IO reads them.
-    app.wsgi_app = limit_packet_sizes(app.wsgi_app, socketio.server.eio, app.config["MAX_PACKET_BYTES"])
+    app.wsgi_app = limit_packet_sizes(  # type: ignore[method-assign]
+        app.wsgi_app, socketio.server.eio, app.config["MAX_PACKET_BYTES"]
+    )
 
 
 def origin_checker(extra_origins: list[str]):

@@ -114,7 +114,7 @@ def create_admin(username: str, password: str | None) -> tuple[User, bool]:
         if password is not None:
             validation.password(password)
     with write_transaction():
-        user = db.session.get(User, user.id)
+        user = get_user(username)
         user.is_admin = True
         if password is not None and not created:
             user.set_password(password)

@@ -3,14 +3,16 @@
 from flask import Flask
 from flask_socketio import SocketIO
 
-from app.services.presence import MemoryPresenceStore
-from app.services.ratelimit import MemoryRateLimiter
+from app.services.presence import MemoryPresenceStore, PresenceStore
+from app.services.ratelimit import MemoryRateLimiter, RateLimiter
 
 
 def init_namespaces(app: Flask, socketio: SocketIO) -> None:
     from app.sockets.admin import AdminNamespace
     from app.sockets.chat import ChatNamespace
 
+    presence: PresenceStore
+    limiter: RateLimiter
     if app.config["REDIS_URL"]:
         from app.services.redis_state import (
             RedisPresenceStore,
