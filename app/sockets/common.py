@@ -6,7 +6,7 @@ import functools
 import logging
 from datetime import UTC, datetime
 
-from flask import current_app, request, session
+from flask import current_app, session
 from flask_login import current_user
 from flask_socketio import ConnectionRefusedError, Namespace
 
@@ -102,7 +102,3 @@ def transport_of(socketio, sid: str, namespace: str) -> str:
         return socketio.server.transport(sid, namespace=namespace)
     except (KeyError, TypeError):
         return "unknown"
-
-
-def current_sid() -> str:
-    return request.sid
