@@ -36,7 +36,8 @@ def create_app(config: type | dict | None = None) -> Flask:
 def register_extensions(app: Flask) -> None:
     from app.database import configure_engine
     from app.models import User
-    from app.packet_limits import limit_packet_sizes
+    from app.packet_limits import check_internals, limit_packet_sizes
+    from app.sockets.common import check_login_session_key
 
     db.init_app(app)
     with app.app_context():
@@ -73,6 +74,9 @@ def register_extensions(app: Flask) -> None:
     app.wsgi_app = limit_packet_sizes(  # type: ignore[method-assign]
         app.wsgi_app, socketio.server.eio, app.config["MAX_PACKET_BYTES"]
     )
+    # Both rely on library internals: an upgrade that changes them stops the start, not a limit.
+    check_internals()
+    check_login_session_key(app)
 
 
 def origin_checker(extra_origins: list[str]):

@@ -7,7 +7,7 @@ import logging
 from datetime import UTC, datetime
 
 from flask import current_app, session
-from flask_login import current_user
+from flask_login import UserMixin, current_user, login_user
 from flask_socketio import ConnectionRefusedError, Namespace
 
 from app.errors import ServiceError
@@ -16,6 +16,10 @@ from app.models import User, isoformat
 from app.services import users
 
 log = logging.getLogger("switchboard.sockets")
+
+# Where Flask-Login keeps the signed-in user's id in the session. Its user loader refuses a banned
+# user, so connecting_user reads the id itself to answer "banned" rather than "unauthorized".
+LOGIN_SESSION_USER_ID = "_user_id"
 
 
 def ack(**data) -> dict:
@@ -87,7 +91,7 @@ def connecting_user(auth) -> User:
             )
         if current_user.is_authenticated:
             return current_user._get_current_object()
-        user_id = session.get("_user_id")
+        user_id = session.get(LOGIN_SESSION_USER_ID)
         if isinstance(user_id, str) and user_id.isdigit():
             user = db.session.get(User, int(user_id))
             if user is not None and user.banned:
@@ -95,6 +99,21 @@ def connecting_user(auth) -> User:
     except ServiceError as error:
         raise ConnectionRefusedError(error.code) from None
     raise ConnectionRefusedError("unauthorized")
+
+
+def check_login_session_key(app) -> None:
+    """Fail at start-up if Flask-Login no longer keeps the user id under ``LOGIN_SESSION_USER_ID``."""
+
+    class Probe(UserMixin):
+        id = "probe"
+
+    with app.test_request_context():
+        login_user(Probe())
+        if session.get(LOGIN_SESSION_USER_ID) != "probe":
+            raise RuntimeError(
+                f"Flask-Login no longer stores the signed-in user's id under {LOGIN_SESSION_USER_ID!r} "
+                "(app/sockets/common.py reads it to refuse banned users): pin Flask-Login or update the key."
+            )
 
 
 def transport_of(socketio, sid: str, namespace: str) -> str:
