@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from urllib.parse import quote, urlsplit
 
 from flask import Flask, flash, jsonify, redirect, request, url_for
@@ -10,6 +9,7 @@ from flask import Flask, flash, jsonify, redirect, request, url_for
 from app.config import INSTANCE, ROOT, config_from_env
 from app.errors import HTTP_STATUS, error_body
 from app.extensions import csrf, db, login_manager, migrate, socketio
+from app.logs import configure_logging
 
 
 def create_app(config: type | dict | None = None) -> Flask:
@@ -23,13 +23,14 @@ def create_app(config: type | dict | None = None) -> Flask:
     if isinstance(config, dict):
         app.config.update(config)
     INSTANCE.mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(app.config["LOG_FORMAT"])
 
     register_extensions(app)
     register_blueprints(app)
     register_namespaces(app)
     register_error_handlers(app)
     register_cli(app)
+    register_observability(app)
     return app
 
 
@@ -155,3 +156,11 @@ def register_cli(app: Flask) -> None:
     from app.auth.cli import users_cli
 
     app.cli.add_command(users_cli)
+
+
+def register_observability(app: Flask) -> None:
+    from app.logs import init_request_log
+    from app.metrics import init_metrics
+
+    init_metrics(app)
+    init_request_log(app)

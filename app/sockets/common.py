@@ -14,6 +14,7 @@ from app.errors import ServiceError
 from app.extensions import db
 from app.models import User, isoformat
 from app.services import users
+from app.sockets.observe import observe_connection, observed, remember_socket_user
 
 log = logging.getLogger("switchboard.sockets")
 
@@ -54,7 +55,7 @@ def event_handler(method):
             db.session.rollback()
             return ack_error("internal", "internal server error")
 
-    return wrapper
+    return observed(wrapper, method.__name__.removeprefix("on_"))
 
 
 class GuardedNamespace(Namespace):
@@ -67,6 +68,7 @@ class GuardedNamespace(Namespace):
             sid = args[0] if args else None
             if self.socketio.server.manager.is_connected(sid, self.namespace):
                 return ack_error("invalid", f"{event!r} is reserved and cannot be sent")
+            return observe_connection(self, event, sid, super().trigger_event, *args)
         elif not hasattr(self, f"on_{event}"):
             return ack_error("invalid", f"unknown event {event!r}")
         return super().trigger_event(event, *args)
@@ -76,6 +78,7 @@ def now_iso() -> str:
     return isoformat(datetime.now(UTC))
 
 
+@remember_socket_user
 def connecting_user(auth) -> User:
     """The user opening a socket, from ``auth.token`` or the session cookie.
 
