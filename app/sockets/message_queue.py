@@ -40,13 +40,16 @@ class CatchUpRedisManager(socketio.RedisManager):
         while True:
             try:
                 self._redis_connect()
-                self.pubsub.subscribe(self.channel)
+                # Held here: a publish that reconnects replaces self.pubsub while this one is read.
+                pubsub = self.pubsub
+                pubsub.subscribe(self.channel)
                 if interrupted:
                     interrupted = False
                     self.interruptions += 1
                     self.server.start_background_task(self.make_clients_catch_up)
                 delay = RETRY_MIN_SECONDS
-                yield from self.pubsub.listen()
+                yield from pubsub.listen()
+                interrupted = True  # listen() returns only when the subscription is gone
             except Exception as exc:
                 # The same marker python-socketio puts on its records, which app.metrics counts.
                 self._get_logger().error(
