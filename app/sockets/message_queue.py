@@ -20,6 +20,8 @@ import socketio
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from app.sockets.connections import close_all
+
 log = logging.getLogger("switchboard.message_queue")
 
 RETRY_MIN_SECONDS = 0.25
@@ -61,15 +63,8 @@ class CatchUpRedisManager(socketio.RedisManager):
 
     def make_clients_catch_up(self) -> None:
         """Close every connection of this worker, so that each client reconnects and syncs."""
-        eio = self.server.eio
-        sessions = [session for session in list(eio.sockets.values()) if not session.closed]
-        log.warning("message queue subscribed again after an outage: %d clients reconnect to catch up", len(sessions))
-        for session in sessions:
-            try:
-                # abort: no close packet, so clients see a dropped transport and reconnect on their own.
-                session.close(wait=False, abort=True, reason=eio.reason.TRANSPORT_CLOSE)
-            except Exception:
-                log.exception("could not close connection %s", session.sid)
+        closed = close_all(self.server.eio)
+        log.warning("message queue subscribed again after an outage: %d clients reconnect to catch up", closed)
 
 
 def check_internals() -> None:
