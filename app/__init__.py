@@ -37,6 +37,7 @@ def register_extensions(app: Flask) -> None:
     from app.database import configure_engine
     from app.models import User
     from app.packet_limits import limit_packet_sizes
+    from app.services.files import FilesystemStore
 
     db.init_app(app)
     with app.app_context():
@@ -57,6 +58,8 @@ def register_extensions(app: Flask) -> None:
     def load_user(user_id: str):
         user = db.session.get(User, int(user_id)) if user_id.isdigit() else None
         return user if user is not None and not user.banned else None
+
+    app.extensions["switchboard.files"] = FilesystemStore(app.config["UPLOAD_DIR"])
 
     socketio_options = {
         "async_mode": app.config["SOCKETIO_ASYNC_MODE"],
@@ -101,11 +104,13 @@ def register_blueprints(app: Flask) -> None:
     from app.api import bp as api_bp
     from app.auth import bp as auth_bp
     from app.chat import bp as chat_bp
+    from app.files import bp as files_bp
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(chat_bp)
     app.register_blueprint(admin_bp)
     app.register_blueprint(api_bp)
+    app.register_blueprint(files_bp)
     csrf.exempt(api_bp)
 
 
@@ -123,7 +128,7 @@ def register_error_handlers(app: Flask) -> None:
     code_for_status = {status: code for code, status in HTTP_STATUS.items() if code not in ("muted", "banned")}
 
     def wants_json() -> bool:
-        return request.path.startswith("/api/") or request.path == "/healthz"
+        return request.path.startswith(("/api/", "/files/")) or request.path == "/healthz"
 
     @app.errorhandler(ServiceError)
     def service_error(error: ServiceError):
@@ -147,5 +152,7 @@ def register_error_handlers(app: Flask) -> None:
 
 def register_cli(app: Flask) -> None:
     from app.auth.cli import users_cli
+    from app.files.cli import files_cli
 
     app.cli.add_command(users_cli)
+    app.cli.add_command(files_cli)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from urllib.parse import quote
 
 import sqlalchemy as sa
 from flask import current_app, has_app_context
@@ -155,3 +156,58 @@ class AuditEntry(db.Model):
 def dm_pair(a: int, b: int) -> str:
     low, high = sorted((a, b))
     return f"{low}:{high}"
+
+
+class Attachment(db.Model):
+    """An uploaded file: its metadata here, its bytes (and its thumbnail's) in the FileStore by sha256.
+
+    ``message_id`` is null until a message claims the upload; unclaimed uploads older than a
+    day are removed by ``flask files prune``.
+    """
+
+    __tablename__ = "attachments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uploader_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    message_id: Mapped[int | None] = mapped_column(sa.ForeignKey("messages.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    content_type: Mapped[str] = mapped_column(sa.String(100))
+    size: Mapped[int]
+    sha256: Mapped[str] = mapped_column(sa.String(64), index=True)
+    width: Mapped[int | None]
+    height: Mapped[int | None]
+    thumbnail_sha256: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    thumbnail_type: Mapped[str | None] = mapped_column(sa.String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+    @property
+    def is_image(self) -> bool:
+        return self.width is not None
+
+    def to_dict(self) -> dict:
+        return attachment_dict(
+            self.id, self.name, self.content_type, self.size, self.width, self.height, self.thumbnail_sha256 is not None
+        )
+
+
+def url_safe_name(name: str) -> str:
+    """The file name as the last segment of its URL: no path separators, never empty."""
+    cleaned = name.replace("/", "_").replace("\\", "_").strip() or "file"
+    return quote(cleaned, safe="")
+
+
+def attachment_dict(
+    attachment_id: int, name: str, content_type: str, size: int, width, height, has_thumbnail: bool
+) -> dict:
+    """The ATTACHMENT payload; the file name in the URLs is cosmetic, the id alone finds the file."""
+    safe_name = url_safe_name(name)
+    return {
+        "id": attachment_id,
+        "name": name,
+        "type": content_type,
+        "size": size,
+        "url": f"/files/{attachment_id}/{safe_name}",
+        "width": width,
+        "height": height,
+        "thumbnail_url": f"/files/{attachment_id}/thumbnail/{safe_name}" if has_thumbnail else None,
+    }

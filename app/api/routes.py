@@ -4,11 +4,14 @@ from functools import wraps
 
 import sqlalchemy as sa
 from flask import current_app, g, jsonify, request
+from flask_login import current_user
+from flask_wtf.csrf import ValidationError, validate_csrf
 
 from app.api import bp
 from app.errors import ServiceError
 from app.extensions import db
-from app.services import messages, rooms, users, validation
+from app.files import file_store, upload_limits
+from app.services import files, messages, rooms, users, validation
 
 
 def json_body() -> dict:
@@ -82,3 +85,49 @@ def healthz():
         db.session.rollback()
         return jsonify({"status": "unavailable"}), 503
     return jsonify({"status": "ok"})
+
+
+# A multipart body carries the file plus its part headers and boundaries.
+MULTIPART_OVERHEAD_BYTES = 16 * 1024
+
+
+def uploading_user():
+    """Bearer token, or the session cookie with its CSRF token in ``X-CSRFToken``."""
+    if request.headers.get("Authorization"):
+        return token_user()
+    if not current_user.is_authenticated:
+        raise ServiceError("unauthorized", "sign in, or send Authorization: Bearer <token>")
+    if current_app.config.get("WTF_CSRF_ENABLED", True):
+        try:
+            validate_csrf(request.headers.get("X-CSRFToken"))
+        except ValidationError:
+            raise ServiceError("forbidden", "send the page's CSRF token in X-CSRFToken") from None
+    return current_user._get_current_object()
+
+
+def token_user():
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ServiceError("unauthorized", "send Authorization: Bearer <token>")
+    return users.user_from_token(
+        token.strip(), current_app.config["SECRET_KEY"], current_app.config["TOKEN_TTL_SECONDS"]
+    )
+
+
+@bp.post("/api/uploads")
+def upload():
+    max_bytes = current_app.config["UPLOAD_MAX_BYTES"]
+    # Refused from the headers alone, before a byte of the body is read.
+    if request.content_length is not None and request.content_length > max_bytes + MULTIPART_OVERHEAD_BYTES:
+        raise ServiceError("too_large", f"files are limited to {max_bytes} bytes")
+    user = uploading_user()
+    request.max_content_length = max_bytes + MULTIPART_OVERHEAD_BYTES
+    upload = request.files.get("file")
+    if upload is None:
+        raise ServiceError("invalid", "send the file as the multipart field 'file'")
+    data = upload.stream.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ServiceError("too_large", f"files are limited to {max_bytes} bytes")
+    attachment = files.save_upload(user, upload.filename or "file", data, file_store(), upload_limits(max_bytes))
+    return jsonify({"attachment": attachment}), 201

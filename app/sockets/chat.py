@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from flask import request
+from flask import current_app, request
 from flask_socketio import ConnectionRefusedError, join_room
 
 from app.errors import ServiceError
 from app.extensions import db
+from app.files import file_store, upload_limits
 from app.models import User
-from app.services import messages, rooms, users, validation
+from app.services import files, messages, rooms, users, validation
 from app.services.presence import PresenceStore, SocketInfo
 from app.services.ratelimit import RateLimiter
 from app.sockets.common import (
@@ -300,3 +301,25 @@ class ChatNamespace(GuardedNamespace):
             skip_sid=request.sid,
         )
         return None
+
+    @event_handler
+    def on_upload(self, data):
+        user = self._fresh_user()
+        # Uploads share the per-user limit of message and dm; every attempt counts.
+        if not self.limiter.hit(f"send:{user.id}"):
+            raise ServiceError(
+                "rate_limited",
+                f"slow down: at most {self.limiter.limit} messages in {self.limiter.window:g} seconds",
+            )
+        data = validation.payload(data)
+        claimed = data.get("type")
+        if claimed is not None and (not isinstance(claimed, str) or len(claimed) > 255):
+            raise ServiceError("invalid", "type must be a string of at most 255 characters")
+        attachment = files.save_upload(
+            user,
+            data.get("name"),
+            data.get("data"),
+            file_store(),
+            upload_limits(current_app.config["SOCKET_UPLOAD_MAX_BYTES"]),
+        )
+        return {"attachment": attachment}
