@@ -11,7 +11,7 @@ from app.api import bp
 from app.errors import ServiceError
 from app.extensions import db
 from app.files import file_store, upload_limits
-from app.services import files, messages, rooms, users, validation
+from app.services import files, messages, rooms, search, users, validation
 
 
 def json_body() -> dict:
@@ -131,3 +131,13 @@ def upload():
         raise ServiceError("too_large", f"files are limited to {max_bytes} bytes")
     attachment = files.save_upload(user, upload.filename or "file", data, file_store(), upload_limits(max_bytes))
     return jsonify({"attachment": attachment}), 201
+
+
+@bp.get("/api/search")
+@token_required
+def search_messages():
+    limit = validation.query_int(request.args, "limit", minimum=1)
+    found = search.search_messages(
+        g.api_user, request.args.get("q"), request.args.get("room"), request.args.get("user"), limit
+    )
+    return jsonify({"messages": found})

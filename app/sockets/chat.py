@@ -10,7 +10,7 @@ from app.errors import ServiceError
 from app.extensions import db
 from app.files import file_store, upload_limits
 from app.models import User
-from app.services import files, messages, rooms, users, validation
+from app.services import files, messages, rooms, search, users, validation
 from app.services.presence import PresenceStore, SocketInfo
 from app.services.ratelimit import RateLimiter
 from app.sockets.common import (
@@ -323,3 +323,10 @@ class ChatNamespace(GuardedNamespace):
             upload_limits(current_app.config["SOCKET_UPLOAD_MAX_BYTES"]),
         )
         return {"attachment": attachment}
+
+    @event_handler
+    def on_search(self, data):
+        data = validation.payload(data)
+        me = self._fresh_user()
+        found = search.search_messages(me, data.get("q"), data.get("room"), data.get("user"), data.get("limit"))
+        return {"messages": found}

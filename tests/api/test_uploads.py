@@ -336,3 +336,29 @@ def test_a_logged_in_session_cookie_reads_files_too(app, client, people, login):
     assert fetch(browser, attachment["url"]).status_code == 200
     other = login(people["outsider"][0])
     assert fetch(other, attachment["url"]).status_code == 404
+
+
+# -- search ------------------------------------------------------------------
+
+
+def test_api_search_answers_like_the_search_event(app, client, alice):
+    user, headers = alice
+    with app.app_context():
+        me = users.get_user(user.username)
+        older = messages.post_room_message(me, "general", "budget draft v2").message
+        newer = messages.post_room_message(me, "general", "the DRAFT budget, final").message
+        messages.post_room_message(me, "general", "budget only")
+
+    response = client.get("/api/search?q=draft+budget&limit=5", headers=headers)
+
+    assert response.status_code == 200
+    assert response.get_json() == {"messages": [newer, older]}
+    only_general = client.get(
+        "/api/search", query_string={"q": "budget", "room": "general", "limit": 1}, headers=headers
+    )
+    assert [m["body"] for m in only_general.get_json()["messages"]] == ["budget only"]
+    assert_error(client.get("/api/search?q=", headers=headers), 400, "invalid")
+    assert_error(client.get("/api/search", headers=headers), 400, "invalid")
+    assert_error(client.get("/api/search?q=x&room=nowhere", headers=headers), 404, "not_found")
+    assert_error(client.get("/api/search?q=x&limit=zero", headers=headers), 400, "invalid")
+    assert_error(client.get("/api/search?q=budget"), 401, "unauthorized")

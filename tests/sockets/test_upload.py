@@ -78,3 +78,18 @@ def test_uploads_count_against_the_message_rate_limit(app, make_user, socket_cli
     message = sio.emit("message", {"room": "general", "body": "and a message"}, callback=True)
     assert message["ok"] is False and message["error"]["code"] == "rate_limited"
     assert attachment_count(app) == limit
+
+
+def test_search_answers_matching_messages_newest_first(make_user, socket_client):
+    sio = socket_client(make_user())
+    first = sio.emit("message", {"room": "general", "body": "Release notes for Zoë"}, callback=True)["message"]
+    second = sio.emit("message", {"room": "general", "body": "zoë wrote the release NOTES"}, callback=True)["message"]
+    sio.emit("message", {"room": "general", "body": "unrelated"}, callback=True)
+
+    ack = sio.emit("search", {"q": "ZOË notes release"}, callback=True)
+
+    assert ack == {"ok": True, "messages": [second, first]}
+    refused = sio.emit("search", {"q": ""}, callback=True)
+    assert refused["ok"] is False and refused["error"]["code"] == "invalid"
+    missing = sio.emit("search", {"q": "notes", "room": "nowhere"}, callback=True)
+    assert missing["ok"] is False and missing["error"]["code"] == "not_found"
