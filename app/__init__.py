@@ -35,14 +35,14 @@ def create_app(config: type | dict | None = None) -> Flask:
 
 def register_extensions(app: Flask) -> None:
     from app.database import configure_engine
-    from app.models import User
+    from app.models import User, include_in_schema_comparison
     from app.packet_limits import limit_packet_sizes
     from app.services.files import FilesystemStore
 
     db.init_app(app)
     with app.app_context():
         configure_engine(db.engine)
-    migrate.init_app(app, db, render_as_batch=True, compare_type=True)
+    migrate.init_app(app, db, render_as_batch=True, compare_type=True, include_name=include_in_schema_comparison)
     csrf.init_app(app)
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"

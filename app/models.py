@@ -242,3 +242,10 @@ sa.event.listen(
     "before_drop",
     sa.DDL(f"DROP TABLE IF EXISTS {SEARCH_FTS_TABLE}").execute_if(dialect="sqlite"),
 )
+
+
+def include_in_schema_comparison(name: str | None, type_: str, _parent_names: dict) -> bool:
+    """Alembic ``include_name`` hook: the search objects above are not in the metadata on purpose."""
+    if type_ == "table" and name is not None and (name == SEARCH_FTS_TABLE or name.startswith(SEARCH_FTS_TABLE + "_")):
+        return False
+    return not (type_ == "index" and name == SEARCH_PG_INDEX)
