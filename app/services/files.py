@@ -30,7 +30,7 @@ from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 from app.database import write_transaction
 from app.errors import ServiceError
 from app.extensions import db
-from app.models import Attachment, Message, RoomMembership, User, utcnow
+from app.models import Attachment, Message, RoomMembership, User, attachment_dict, utcnow
 from app.services import validation
 
 log = logging.getLogger("switchboard.files")
@@ -322,6 +322,74 @@ def save_upload(uploader: User, name: Any, data: Any, store: FileStore, limits: 
         session.flush()
         payload = attachment.to_dict()
     return payload
+
+
+# -- attaching to messages ---------------------------------------------------
+
+MAX_ATTACHMENTS = 10
+
+
+def attachment_ids(value: Any) -> list[int]:
+    """The ``attachments`` of a `message` or `dm`: 0-10 distinct ids."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ServiceError("invalid", "attachments must be a list of attachment ids")
+    if len(value) > MAX_ATTACHMENTS:
+        raise ServiceError("too_large", f"at most {MAX_ATTACHMENTS} attachments per message")
+    ids = [validation.integer(item, "attachments", minimum=1) for item in value]
+    if len(set(ids)) != len(ids):
+        raise ServiceError("invalid", "attachments must not repeat an id")
+    return ids
+
+
+def _unusable() -> ServiceError:
+    return ServiceError("not_found", "every attachment must be an upload of yours that no message uses yet")
+
+
+def check_attachable(uploader_id: int, ids: list[int]) -> None:
+    """Refuse early (``not_found``) unless every id is an unused upload of ``uploader_id``.
+
+    ``claim`` checks again inside the message's transaction: two messages racing for one
+    upload cannot both get it.
+    """
+    if not ids:
+        return
+    usable = db.session.scalar(
+        sa.select(sa.func.count(Attachment.id)).where(
+            Attachment.id.in_(ids), Attachment.uploader_id == uploader_id, Attachment.message_id.is_(None)
+        )
+    )
+    if usable != len(ids):
+        raise _unusable()
+
+
+def claim(session, uploader_id: int, message_id: int, ids: list[int]) -> list[dict]:
+    """Tie the uploads to the message inside its transaction; their ATTACHMENTs, in id order."""
+    if not ids:
+        return []
+    table = Attachment.__table__
+    claimed = session.execute(
+        sa.update(table)
+        .where(table.c.id.in_(ids), table.c.uploader_id == uploader_id, table.c.message_id.is_(None))
+        .values(message_id=message_id)
+    )
+    if claimed.rowcount != len(ids):
+        raise _unusable()
+    rows = session.execute(
+        sa.select(
+            table.c.id,
+            table.c.name,
+            table.c.content_type,
+            table.c.size,
+            table.c.width,
+            table.c.height,
+            table.c.thumbnail_sha256,
+        )
+        .where(table.c.id.in_(ids))
+        .order_by(table.c.id)
+    )
+    return [attachment_dict(i, n, t, size, w, h, thumb is not None) for i, n, t, size, w, h, thumb in rows]
 
 
 # -- reading ----------------------------------------------------------------

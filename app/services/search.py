@@ -18,7 +18,7 @@ from app.errors import ServiceError
 from app.extensions import db
 from app.models import SEARCH_FTS_TABLE, Message, RoomMembership, User, dm_pair
 from app.services import validation
-from app.services.rooms import get_room
+from app.services.rooms import check_may_read, get_room
 from app.services.users import get_user
 
 MAX_QUERY = 200
@@ -57,10 +57,6 @@ def _matching(words: list[str]) -> sa.ColumnElement[bool]:
     return Message.id.in_(matches)
 
 
-def _room_is_private(room) -> bool:
-    return bool(getattr(room, "private", False))
-
-
 def search_messages(user: User, q: Any, room: Any = None, with_user: Any = None, limit: Any = None) -> list[dict]:
     """Messages the user may see whose body holds every word of ``q``, newest first.
 
@@ -74,9 +70,7 @@ def search_messages(user: User, q: Any, room: Any = None, with_user: Any = None,
         raise ServiceError("invalid", "give room or user, not both")
     if room is not None:
         target = get_room(room)
-        is_member = db.session.get(RoomMembership, (user.id, target.id)) is not None
-        if _room_is_private(target) and not is_member:
-            raise ServiceError("forbidden", f"{target.name} is private")
+        check_may_read(user.id, target)
         scope = Message.room_id == target.id
     elif with_user is not None:
         if not isinstance(with_user, str):
