@@ -430,13 +430,20 @@ class Pruned:
 
 
 def prune(store: FileStore, older_than_seconds: float) -> Pruned:
-    """Remove uploads no message uses that are older than ``older_than_seconds``, then every blob
-    no row references that was last stored before the same cutoff (so a blob whose upload is
-    still on its way to the database is kept)."""
+    """Remove uploads no message uses that are older than ``older_than_seconds`` and those of
+    deleted messages, then every blob no row references that was last stored before the same
+    cutoff (so a blob whose upload is still on its way to the database is kept)."""
     cutoff = utcnow() - timedelta(seconds=older_than_seconds)
     with write_transaction() as session:
+        deleted_messages = sa.select(Message.id).where(Message.deleted.is_(True))
         stale = session.scalars(
-            sa.select(Attachment.id).where(Attachment.message_id.is_(None), Attachment.created_at < cutoff)
+            sa.select(Attachment.id).where(
+                sa.or_(
+                    sa.and_(Attachment.message_id.is_(None), Attachment.created_at < cutoff),
+                    # A deleted message has no attachments: nobody may read these files again.
+                    Attachment.message_id.in_(deleted_messages),
+                )
+            )
         ).all()
         if stale:
             session.execute(sa.delete(Attachment).where(Attachment.id.in_(stale)))

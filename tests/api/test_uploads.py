@@ -270,12 +270,6 @@ def test_a_session_upload_without_a_valid_csrf_token_is_refused(app, csrf_client
 # -- who may read ------------------------------------------------------------
 
 
-def attach(app, attachment_id: int, message_id: int) -> None:
-    with app.app_context():
-        db.session.get(Attachment, attachment_id).message_id = message_id
-        db.session.commit()
-
-
 @pytest.fixture
 def people(client, make_user):
     names = ["owner", "member", "outsider"]
@@ -301,8 +295,8 @@ def test_a_room_attachment_is_visible_to_members_of_the_room_now(app, client, pe
     with app.app_context():
         for user in (owner, member):
             rooms.join_room(user.id, "team")
-        posted = messages.post_room_message(users.get_user("owner"), "team", "look", "c1")
-    attach(app, attachment["id"], posted.message["id"])
+        posted = messages.post_room_message(users.get_user("owner"), "team", "", "c1", attachments=[attachment["id"]])
+    assert posted.message["attachments"] == [attachment]
 
     for headers in (owner_headers, member_headers):
         assert fetch(client, attachment["url"], headers=headers).status_code == 200
@@ -321,12 +315,33 @@ def test_a_dm_attachment_is_visible_to_its_two_parties_only(app, client, people)
     member, member_headers = people["member"]
     attachment = upload(client, b"for your eyes", "secret.txt", owner_headers).get_json()["attachment"]
     with app.app_context():
-        posted = messages.post_direct_message(users.get_user("owner"), users.get_user("member"), "here", "c2")
-    attach(app, attachment["id"], posted.message["id"])
+        posted = messages.post_direct_message(
+            users.get_user("owner"), users.get_user("member"), "here", "c2", attachments=[attachment["id"]]
+        )
+    assert posted.message["attachments"] == [attachment]
 
     assert fetch(client, attachment["url"], headers=owner_headers).status_code == 200
     assert fetch(client, attachment["url"], headers=member_headers).status_code == 200
     assert fetch(client, attachment["url"], headers=people["outsider"][1]).status_code == 404
+
+
+def test_a_private_room_attachment_is_hidden_from_non_members_and_a_deleted_message_hides_its_files(
+    app, client, people
+):
+    owner, owner_headers = people["owner"]
+    _outsider, outsider_headers = people["outsider"]
+    attachment = upload(client, images.image_bytes("PNG", (8, 8)), "x.png", owner_headers).get_json()["attachment"]
+    with app.app_context():
+        rooms.join_room(owner.id, "hideout", private=True)
+        posted = messages.post_room_message(users.get_user("owner"), "hideout", "psst", attachments=[attachment["id"]])
+    assert fetch(client, attachment["url"], headers=owner_headers).status_code == 200
+    assert fetch(client, attachment["url"], headers=outsider_headers).status_code == 404
+    assert fetch(client, attachment["thumbnail_url"], headers=outsider_headers).status_code == 404
+
+    with app.app_context():
+        deleted = messages.delete_message(users.get_user("owner"), posted.message["id"])
+    assert deleted["attachments"] == []
+    assert fetch(client, attachment["url"], headers=owner_headers).status_code == 404
 
 
 def test_a_logged_in_session_cookie_reads_files_too(app, client, people, login):

@@ -13,8 +13,8 @@ from PIL import Image
 
 from app.errors import ServiceError
 from app.extensions import db
-from app.models import Attachment, Message, Room, User, utcnow
-from app.services import files
+from app.models import Attachment, User, utcnow
+from app.services import files, messages
 from tests.support import images
 
 LIMITS = files.UploadLimits(max_bytes=10 * 1024 * 1024, max_pixels=40_000_000, thumbnail_side=400)
@@ -152,21 +152,20 @@ def test_bad_uploads_are_refused_and_store_nothing(ctx, store, name, data, code)
     assert list(store.blobs()) == []
 
 
-def test_prune_removes_only_unused_uploads_older_than_the_cutoff_and_their_unshared_blobs(ctx, store):
+def test_prune_removes_unused_old_uploads_and_those_of_deleted_messages_and_their_unshared_blobs(ctx, store):
     user = _uploader()
-    room = db.session.scalar(sa.select(Room).where(Room.name == "general"))
     old_unused = files.save_upload(user, "old.txt", b"old and unused", store, LIMITS)
     old_used = files.save_upload(user, "used.txt", b"old but used", store, LIMITS)
     fresh = files.save_upload(user, "fresh.txt", b"fresh", store, LIMITS)
     shared_old = files.save_upload(user, "shared.txt", b"shared bytes", store, LIMITS)
     shared_fresh = files.save_upload(user, "shared-again.txt", b"shared bytes", store, LIMITS)
-    message = Message(room_id=room.id, sender_id=user.id, body="see attached", client_id=None)
-    db.session.add(message)
-    db.session.flush()
+    of_deleted = files.save_upload(user, "regret.txt", b"posted, then deleted", store, LIMITS)
+    messages.post_room_message(user, "general", "see attached", attachments=[old_used["id"]])
+    regret = messages.post_room_message(user, "general", "oops", attachments=[of_deleted["id"]]).message
+    messages.delete_message(user, regret["id"])
     two_days_ago = utcnow() - timedelta(days=2)
     for attachment_id in (old_unused["id"], old_used["id"], shared_old["id"]):
         db.session.get(Attachment, attachment_id).created_at = two_days_ago
-    db.session.get(Attachment, old_used["id"]).message_id = message.id
     db.session.commit()
     # Blobs look old too, as they would after a day on disk.
     past = time.time() - 2 * 86400
@@ -177,7 +176,7 @@ def test_prune_removes_only_unused_uploads_older_than_the_cutoff_and_their_unsha
 
     result = files.prune(store, 86400)
 
-    assert result == files.Pruned(uploads=2, blobs=2)
+    assert result == files.Pruned(uploads=3, blobs=3)
     remaining = set(db.session.scalars(sa.select(Attachment.id)))
     assert remaining == {old_used["id"], fresh["id"], shared_fresh["id"]}
     stored = {digest for digest, _ in store.blobs()}

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import pytest
-import sqlalchemy as sa
 
 from app.errors import ServiceError
-from app.extensions import db
-from app.models import Message
 from app.services import messages, moderation, rooms, search, users
 
 both_databases = pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
@@ -120,12 +117,27 @@ def test_deleted_messages_are_never_found(people):
 def test_an_edit_is_found_by_its_new_words_not_its_old(people):
     ann = people["ann"]
     message_id = post(ann, "meeting at noon")
-    db.session.execute(sa.update(Message).where(Message.id == message_id).values(body="lunch at one"))
-    db.session.commit()
+
+    messages.edit_message(ann, message_id, "lunch at one")
 
     assert found(ann, "noon") == []
     assert found(ann, "lunch") == [message_id]
     assert found(ann, "at") == [message_id]
+
+
+@both_databases
+def test_a_private_room_is_searched_by_its_members_only(people):
+    ann, bob = people["ann"], people["bob"]
+    rooms.join_room(ann.id, "hideout", private=True)
+    secret = post(ann, "the treasure map", room="hideout")
+    public = post(ann, "a treasure hunt for everyone")
+
+    assert found(ann, "treasure") == [public, secret]
+    assert found(ann, "treasure", room="hideout") == [secret]
+    assert found(bob, "treasure") == [public]
+    with pytest.raises(ServiceError) as refused:
+        search.search_messages(bob, "treasure", room="hideout")
+    assert refused.value.code == "forbidden"
 
 
 @both_databases

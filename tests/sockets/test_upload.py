@@ -93,3 +93,112 @@ def test_search_answers_matching_messages_newest_first(make_user, socket_client)
     assert refused["ok"] is False and refused["error"]["code"] == "invalid"
     missing = sio.emit("search", {"q": "notes", "room": "nowhere"}, callback=True)
     assert missing["ok"] is False and missing["error"]["code"] == "not_found"
+
+
+# -- attachments on messages and DMs -----------------------------------------
+
+
+def upload_one(sio, name: str = "a.txt", data: bytes = b"some bytes") -> dict:
+    ack = sio.emit("upload", {"name": name, "data": data}, callback=True)
+    assert ack["ok"] is True, ack
+    return ack["attachment"]
+
+
+def test_a_message_carries_its_attachments_and_may_have_no_body(app, make_user, socket_client):
+    from app.models import Message
+
+    ann, bob = make_user(), make_user()
+    ann_sio, bob_sio = socket_client(ann), socket_client(bob)
+    bob_sio.get_received()
+    picture = upload_one(ann_sio, "p.png", images.image_bytes("PNG", (40, 30)))
+    notes = upload_one(ann_sio, "notes.txt", b"notes")
+
+    ack = ann_sio.emit(
+        "message",
+        {"room": "general", "body": "  ", "client_id": "c1", "attachments": [notes["id"], picture["id"]]},
+        callback=True,
+    )
+
+    assert ack["ok"] is True, ack
+    message = ack["message"]
+    assert message["body"] == ""
+    assert message["attachments"] == sorted([picture, notes], key=lambda a: a["id"])
+    with app.app_context():
+        # The writer builds the payload without loading the row: it must equal the row's own.
+        assert db.session.get(Message, message["id"]).to_dict() == message
+    [pushed] = [e["args"] for e in bob_sio.get_received() if e["name"] == "message"]
+    assert pushed == message
+    history = bob_sio.emit("history", {"room": "general"}, callback=True)
+    assert history["messages"][-1] == message
+    # A retry with the same client_id answers the stored message and claims nothing twice.
+    again = ann_sio.emit(
+        "message", {"room": "general", "body": "", "client_id": "c1", "attachments": [notes["id"]]}, callback=True
+    )
+    assert again == ack
+
+
+def test_a_dm_carries_attachments(app, make_user, socket_client):
+    ann, bob = make_user(), make_user()
+    ann_sio = socket_client(ann)
+    attachment = upload_one(ann_sio)
+
+    ack = ann_sio.emit(
+        "dm", {"to_user": bob.username, "body": "for you", "attachments": [attachment["id"]]}, callback=True
+    )
+
+    assert ack["ok"] is True, ack
+    assert ack["message"]["attachments"] == [attachment]
+
+
+def test_attachments_must_be_unused_uploads_of_the_sender(app, make_user, socket_client):
+    ann, bob = make_user(), make_user()
+    ann_sio, bob_sio = socket_client(ann), socket_client(bob)
+    bobs = upload_one(bob_sio, "bob.txt", b"bob's")
+    mine = upload_one(ann_sio)
+    assert ann_sio.emit("message", {"room": "general", "body": "x", "attachments": [mine["id"]]}, callback=True)["ok"]
+
+    for attachments, code in [
+        ([bobs["id"]], "not_found"),
+        ([mine["id"]], "not_found"),  # already used
+        ([999_999], "not_found"),
+        ([mine["id"], mine["id"]], "invalid"),
+        (["1"], "invalid"),
+        ("1", "invalid"),
+        (list(range(1, 12)), "too_large"),
+    ]:
+        ack = ann_sio.emit("message", {"room": "general", "body": "x", "attachments": attachments}, callback=True)
+        assert ack["ok"] is False and ack["error"]["code"] == code, (attachments, ack)
+        ack = ann_sio.emit("dm", {"to_user": bob.username, "body": "x", "attachments": attachments}, callback=True)
+        assert ack["ok"] is False and ack["error"]["code"] == code, (attachments, ack)
+    empty = ann_sio.emit("message", {"room": "general", "body": " ", "attachments": []}, callback=True)
+    assert empty["ok"] is False and empty["error"]["code"] == "invalid"
+    with app.app_context():
+        assert db.session.get(Attachment, bobs["id"]).message_id is None
+
+
+def test_two_messages_racing_for_one_upload_cannot_both_claim_it(app, make_user):
+    """Both pass the early check; the claim inside the insert transaction lets only one through."""
+    from app.errors import ServiceError
+    from app.services import files as files_service
+    from app.services import messages, users
+
+    ann = make_user()
+    with app.app_context():
+        user = users.get_user(ann.username)
+        attachment = files_service.save_upload(
+            user, "a.txt", b"once", app.extensions["switchboard.files"], files_service.UploadLimits(100, 100, 400)
+        )
+        first = messages.Draft(
+            sender_id=user.id, room_id=1, body="one", client_id=None, attachment_ids=[attachment["id"]]
+        )
+        second = messages.Draft(
+            sender_id=user.id, room_id=1, body="two", client_id=None, attachment_ids=[attachment["id"]]
+        )
+        writer = messages.MessageWriter()
+        writer.pending.append(first)  # queued by another sender that has not taken the lock yet
+        with pytest.raises(ServiceError) as refused:
+            writer.write(second)
+        assert refused.value.code == "not_found"
+        assert first.done and first.error is None
+        assert first.result["attachments"] == [attachment]
+        assert db.session.get(Attachment, attachment["id"]).message_id == first.result["id"]
