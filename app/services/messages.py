@@ -374,17 +374,11 @@ def _room_members(room_id: int, user_ids: set[int]) -> set[int]:
     return set(db.session.scalars(stmt))
 
 
-def _publish_mentions(message: dict, user_ids: set[int]) -> None:
-    """`mention` to mentioned members of the message's room, never to its sender."""
-    if message["room"] is None:
-        return
-    user_ids = user_ids - {message["sender"]["id"]}
-    if not user_ids:
-        return
-    room = db.session.scalar(sa.select(Room.id).where(Room.name == message["room"]))
-    members = _room_members(room, user_ids) if room is not None else set()
-    if members:
-        notifier().to_users(members, "mention", {"message": message})
+def _publish_mentions(message: dict, member_ids: set[int]) -> None:
+    """`mention` to the mentioned members of the message's room (read before the commit), never to its sender."""
+    recipients = member_ids - {message["sender"]["id"]}
+    if message["room"] is not None and recipients:
+        notifier().to_users(recipients, "mention", {"message": message})
 
 
 def _body(body, attachment_ids: list[int]) -> str:
@@ -410,6 +404,7 @@ def post_room_message(
     reply_to_id = _reply_target(reply_to, room_id=room.id)
     files.check_attachable(user.id, attachment_ids)
     mentions = find_mentions(text)
+    mentioned_members = _room_members(room.id, {user_id for user_id, _ in mentions} - {user.id})
     # Read before the commit expires them: nothing after the write goes back to the database.
     room_name = room.name
     posted = writer.write(
@@ -427,7 +422,7 @@ def post_room_message(
     )
     if not posted.duplicate:
         notifier().to_room(room_name, "message", posted.message, skip_sid=actor_sid)
-        _publish_mentions(posted.message, {user_id for user_id, _ in mentions})
+        _publish_mentions(posted.message, mentioned_members)
     return posted
 
 
@@ -502,6 +497,8 @@ def edit_message(user: User, message_id, body, *, actor_sid=None) -> dict:
         if message.body == text:
             return message.to_dict()
         before = {mention.user_id for mention in message.mentioned}
+        added = {user_id for user_id, _ in mentions} - before - {user.id}
+        mentioned_members = _room_members(message.room_id, added) if message.room_id is not None else set()
         message.body = text
         message.edited_at = utcnow()
         message.rev = next_rev(session)
@@ -512,7 +509,7 @@ def edit_message(user: User, message_id, body, *, actor_sid=None) -> dict:
         session.flush()
         payload = message.to_dict()
     publish_update(payload, actor_sid=actor_sid)
-    _publish_mentions(payload, {user_id for user_id, _ in mentions} - before)
+    _publish_mentions(payload, mentioned_members)
     return payload
 
 
