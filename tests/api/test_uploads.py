@@ -377,3 +377,14 @@ def test_api_search_answers_like_the_search_event(app, client, alice):
     assert_error(client.get("/api/search?q=x&room=nowhere", headers=headers), 404, "not_found")
     assert_error(client.get("/api/search?q=x&limit=zero", headers=headers), 400, "invalid")
     assert_error(client.get("/api/search?q=budget"), 401, "unauthorized")
+
+
+def test_api_search_of_a_private_room_is_forbidden_to_non_members(app, client, people):
+    owner, owner_headers = people["owner"]
+    with app.app_context():
+        rooms.join_room(owner.id, "vault", private=True)
+        secret = messages.post_room_message(users.get_user("owner"), "vault", "gold bars").message
+    mine = client.get("/api/search?q=gold&room=vault", headers=owner_headers)
+    assert mine.get_json() == {"messages": [secret]}
+    assert_error(client.get("/api/search?q=gold&room=vault", headers=people["outsider"][1]), 403, "forbidden")
+    assert client.get("/api/search?q=gold", headers=people["outsider"][1]).get_json() == {"messages": []}

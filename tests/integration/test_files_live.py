@@ -60,6 +60,9 @@ def test_node_client_uploads_binary_over_each_transport(transport, account, chat
     assert seen["connectedAfterTooLarge"] is True
     assert seen["atLimitAck"]["ok"] is True and seen["atLimitAck"]["attachment"]["size"] == SOCKET_LIMIT
     assert seen["stringDataAck"]["ok"] is False and seen["stringDataAck"]["error"]["code"] == "invalid"
+    assert seen["messageAck"]["ok"] is True, seen["messageAck"]
+    assert seen["messageAck"]["message"]["body"] == ""
+    assert seen["messageAck"]["message"]["attachments"] == [attachment]
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

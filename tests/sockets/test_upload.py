@@ -67,6 +67,21 @@ def test_bad_uploads_are_invalid_and_store_nothing(app, make_user, socket_client
     assert attachment_count(app) == 0
 
 
+def test_a_muted_user_may_not_upload(app, make_user, socket_client):
+    from datetime import timedelta
+
+    from app.models import utcnow
+    from app.services import users
+
+    user = make_user()
+    sio = socket_client(user)
+    with app.app_context():
+        users.set_muted_until(user.username, utcnow() + timedelta(minutes=5))
+    ack = sio.emit("upload", {"name": "a.txt", "data": b"x"}, callback=True)
+    assert ack["ok"] is False and ack["error"]["code"] == "muted"
+    assert attachment_count(app) == 0
+
+
 def test_uploads_count_against_the_message_rate_limit(app, make_user, socket_client):
     sio = socket_client(make_user())
     limit = app.config["RATE_LIMIT_COUNT"]

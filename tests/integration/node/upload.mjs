@@ -26,6 +26,10 @@ run(async () => {
   const atLimitAck = await ack(socket, "upload", { name: "exactly.bin", data: Buffer.alloc(limit, 9) });
   const stringDataAck = await ack(socket, "upload", { name: "text.txt", data: "not binary" });
 
+  const messageAck = imageAck.ok
+    ? await ack(socket, "message", { room: "general", body: "", client_id: `node-att-${Date.now()}`, attachments: [imageAck.attachment.id] })
+    : null;
+
   let served = null;
   if (imageAck.ok) {
     const response = await fetch(new URL(imageAck.attachment.url, url), { headers: { Authorization: `Bearer ${token}` } });
@@ -42,6 +46,7 @@ run(async () => {
     connectedAfterTooLarge,
     atLimitAck,
     stringDataAck,
+    messageAck,
     served,
   };
 });
