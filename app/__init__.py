@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from urllib.parse import quote, urlsplit
 
 from flask import Flask, flash, jsonify, redirect, request, url_for
@@ -10,6 +9,7 @@ from flask import Flask, flash, jsonify, redirect, request, url_for
 from app.config import INSTANCE, ROOT, config_from_env
 from app.errors import HTTP_STATUS, error_body
 from app.extensions import csrf, db, login_manager, migrate, socketio
+from app.logs import configure_logging
 
 
 def create_app(config: type | dict | None = None) -> Flask:
@@ -23,21 +23,23 @@ def create_app(config: type | dict | None = None) -> Flask:
     if isinstance(config, dict):
         app.config.update(config)
     INSTANCE.mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(app.config["LOG_FORMAT"])
 
     register_extensions(app)
     register_blueprints(app)
     register_namespaces(app)
     register_error_handlers(app)
     register_cli(app)
+    register_observability(app)
     return app
 
 
 def register_extensions(app: Flask) -> None:
     from app.database import configure_engine
     from app.models import User, include_in_schema_comparison
-    from app.packet_limits import limit_packet_sizes
+    from app.packet_limits import check_internals, limit_packet_sizes
     from app.services.files import FilesystemStore
+    from app.sockets.common import check_login_session_key
 
     db.init_app(app)
     with app.app_context():
@@ -73,7 +75,12 @@ def register_extensions(app: Flask) -> None:
         socketio_options["channel"] = f"{app.config['REDIS_PREFIX']}:socketio"
     socketio.init_app(app, **socketio_options)
     # Outside Flask-SocketIO's middleware, so packets are bounded before Engine.IO reads them.
-    app.wsgi_app = limit_packet_sizes(app.wsgi_app, socketio.server.eio, app.config["MAX_PACKET_BYTES"])
+    app.wsgi_app = limit_packet_sizes(  # type: ignore[method-assign]
+        app.wsgi_app, socketio.server.eio, app.config["MAX_PACKET_BYTES"]
+    )
+    # Both rely on library internals: an upgrade that changes them stops the start, not a limit.
+    check_internals()
+    check_login_session_key(app)
 
 
 def origin_checker(extra_origins: list[str]):
@@ -156,3 +163,11 @@ def register_cli(app: Flask) -> None:
 
     app.cli.add_command(users_cli)
     app.cli.add_command(files_cli)
+
+
+def register_observability(app: Flask) -> None:
+    from app.logs import init_request_log
+    from app.metrics import init_metrics
+
+    init_metrics(app)
+    init_request_log(app)

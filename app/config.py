@@ -15,7 +15,8 @@ def _env_list(name: str) -> list[str]:
 class Config:
     SECRET_KEY = os.environ.get("SECRET_KEY") or secrets.token_hex(32)
     SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL") or f"sqlite:///{INSTANCE / 'switchboard.db'}"
-    SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
+    # hide_parameters: a database error logs its SQL without the values (message bodies, password hashes).
+    SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True, "hide_parameters": True}
     REDIS_URL = os.environ.get("REDIS_URL") or None
     # Prefix for every Redis key and the Socket.IO channel, so several deployments
     # (or test runs) can share one Redis server.
@@ -44,6 +45,11 @@ class Config:
     FILE_CACHE_MAX_AGE = int(os.environ.get("FILE_CACHE_MAX_AGE", 86400))
     # `flask files prune` removes uploads no message uses once they are this old.
     UPLOAD_PRUNE_AGE_SECONDS = int(os.environ.get("UPLOAD_PRUNE_AGE_SECONDS", 86400))
+    # "text" or "json" (one JSON object per line: requests, socket connections, refused events, errors).
+    LOG_FORMAT = os.environ.get("LOG_FORMAT", "text").strip().lower()
+    # /metrics answers these addresses or networks (comma-separated), or a request with the bearer METRICS_TOKEN.
+    METRICS_ALLOWED_IPS = os.environ.get("METRICS_ALLOWED_IPS", "127.0.0.1,::1")
+    METRICS_TOKEN = os.environ.get("METRICS_TOKEN") or None
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
     REMEMBER_COOKIE_HTTPONLY = True

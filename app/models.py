@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import sqlalchemy as sa
@@ -11,6 +12,12 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from app.extensions import db
+
+if TYPE_CHECKING:
+    # Flask-SQLAlchemy builds db.Model at run time from this declarative base.
+    from app.extensions import Base as Model
+else:
+    Model = db.Model
 
 
 def utcnow() -> datetime:
@@ -22,7 +29,7 @@ def isoformat(moment: datetime) -> str:
     return moment.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
-class User(db.Model):
+class User(Model):
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -63,7 +70,7 @@ class User(db.Model):
         return {"id": self.id, "username": self.username, "is_admin": self.is_admin}
 
 
-class Room(db.Model):
+class Room(Model):
     __tablename__ = "rooms"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -77,7 +84,7 @@ class Room(db.Model):
     memberships: Mapped[list[RoomMembership]] = relationship(back_populates="room", cascade="all, delete-orphan")
 
 
-class RoomMembership(db.Model):
+class RoomMembership(Model):
     __tablename__ = "room_memberships"
 
     user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
@@ -90,7 +97,7 @@ class RoomMembership(db.Model):
     room: Mapped[Room] = relationship(back_populates="memberships")
 
 
-class Message(db.Model):
+class Message(Model):
     """A room message (room_id set) or a direct message (recipient_id set)."""
 
     __tablename__ = "messages"
@@ -153,7 +160,7 @@ class Message(db.Model):
         }
 
 
-class Reaction(db.Model):
+class Reaction(Model):
     """One user's emoji on one message; the row's id orders emoji by first use."""
 
     __tablename__ = "message_reactions"
@@ -168,7 +175,7 @@ class Reaction(db.Model):
     user: Mapped[User] = relationship(lazy="joined", innerjoin=True)
 
 
-class Mention(db.Model):
+class Mention(Model):
     """A user named with @ in a message; read by `mentions` unread counts per room."""
 
     __tablename__ = "message_mentions"
@@ -181,7 +188,7 @@ class Mention(db.Model):
     user: Mapped[User] = relationship(lazy="joined", innerjoin=True)
 
 
-class DirectReadMarker(db.Model):
+class DirectReadMarker(Model):
     """How far a user has read their direct conversation with another user."""
 
     __tablename__ = "dm_read_markers"
@@ -199,7 +206,7 @@ def reaction_summary(reactions: list[Reaction]) -> list[dict]:
     return [{"emoji": emoji, "count": len(names), "users": names} for emoji, names in by_emoji.items()]
 
 
-class AuditEntry(db.Model):
+class AuditEntry(Model):
     __tablename__ = "audit_log"
 
     id: Mapped[int] = mapped_column(primary_key=True)

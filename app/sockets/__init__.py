@@ -4,8 +4,8 @@ from flask import Flask
 from flask_socketio import SocketIO
 
 from app.services.notifier import EXTENSION_KEY
-from app.services.presence import MemoryPresenceStore
-from app.services.ratelimit import MemoryRateLimiter
+from app.services.presence import MemoryPresenceStore, PresenceStore
+from app.services.ratelimit import MemoryRateLimiter, RateLimiter
 
 
 def init_namespaces(app: Flask, socketio: SocketIO) -> None:
@@ -13,6 +13,9 @@ def init_namespaces(app: Flask, socketio: SocketIO) -> None:
     from app.sockets.chat import ChatNamespace
     from app.sockets.notifier import SocketNotifier
 
+    presence: PresenceStore
+    limiter: RateLimiter
+    room_creation_limiter: RateLimiter
     if app.config["REDIS_URL"]:
         from app.services.redis_state import (
             RedisPresenceStore,

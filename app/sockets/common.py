@@ -6,16 +6,21 @@ import functools
 import logging
 from datetime import UTC, datetime
 
-from flask import current_app, request, session
-from flask_login import current_user
+from flask import current_app, session
+from flask_login import UserMixin, current_user, login_user
 from flask_socketio import ConnectionRefusedError, Namespace
 
 from app.errors import ServiceError
 from app.extensions import db
 from app.models import User, isoformat
 from app.services import users
+from app.sockets.observe import observe_connection, observed, remember_socket_user
 
 log = logging.getLogger("switchboard.sockets")
+
+# Where Flask-Login keeps the signed-in user's id in the session. Its user loader refuses a banned
+# user, so connecting_user reads the id itself to answer "banned" rather than "unauthorized".
+LOGIN_SESSION_USER_ID = "_user_id"
 
 
 def ack(**data) -> dict:
@@ -50,7 +55,7 @@ def event_handler(method):
             db.session.rollback()
             return ack_error("internal", "internal server error")
 
-    return wrapper
+    return observed(wrapper, method.__name__.removeprefix("on_"))
 
 
 class GuardedNamespace(Namespace):
@@ -63,6 +68,7 @@ class GuardedNamespace(Namespace):
             sid = args[0] if args else None
             if self.socketio.server.manager.is_connected(sid, self.namespace):
                 return ack_error("invalid", f"{event!r} is reserved and cannot be sent")
+            return observe_connection(self, event, sid, super().trigger_event, *args)
         elif not hasattr(self, f"on_{event}"):
             return ack_error("invalid", f"unknown event {event!r}")
         return super().trigger_event(event, *args)
@@ -72,6 +78,7 @@ def now_iso() -> str:
     return isoformat(datetime.now(UTC))
 
 
+@remember_socket_user
 def connecting_user(auth) -> User:
     """The user opening a socket, from ``auth.token`` or the session cookie.
 
@@ -87,7 +94,7 @@ def connecting_user(auth) -> User:
             )
         if current_user.is_authenticated:
             return current_user._get_current_object()
-        user_id = session.get("_user_id")
+        user_id = session.get(LOGIN_SESSION_USER_ID)
         if isinstance(user_id, str) and user_id.isdigit():
             user = db.session.get(User, int(user_id))
             if user is not None and user.banned:
@@ -97,12 +104,23 @@ def connecting_user(auth) -> User:
     raise ConnectionRefusedError("unauthorized")
 
 
+def check_login_session_key(app) -> None:
+    """Fail at start-up if Flask-Login no longer keeps the user id under ``LOGIN_SESSION_USER_ID``."""
+
+    class Probe(UserMixin):
+        id = "probe"
+
+    with app.test_request_context():
+        login_user(Probe())
+        if session.get(LOGIN_SESSION_USER_ID) != "probe":
+            raise RuntimeError(
+                f"Flask-Login no longer stores the signed-in user's id under {LOGIN_SESSION_USER_ID!r} "
+                "(app/sockets/common.py reads it to refuse banned users): pin Flask-Login or update the key."
+            )
+
+
 def transport_of(socketio, sid: str, namespace: str) -> str:
     try:
         return socketio.server.transport(sid, namespace=namespace)
     except (KeyError, TypeError):
         return "unknown"
-
-
-def current_sid() -> str:
-    return request.sid

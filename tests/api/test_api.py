@@ -10,6 +10,7 @@ from app.config import TestingConfig
 from app.extensions import db
 from app.models import Message, User, utcnow
 from app.services import messages, rooms, users
+from tests.support.moderation import ban
 
 UNREACHABLE_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:1/x"
 
@@ -139,7 +140,7 @@ def test_token_refuses_a_non_json_body_with_400(client):
 def test_token_refuses_a_banned_user_with_403(app, client, make_user):
     ann = make_user("ann")
     with app.app_context():
-        users.set_banned("ann", True)
+        ban("ann")
     assert_error(client.post("/api/token", json={"username": "ann", "password": ann.password}), 403, "banned")
 
 
@@ -170,7 +171,7 @@ def test_rooms_refuses_the_token_of_a_user_banned_later(app, client, make_user):
     ann = make_user("ann")
     token = token_of(client, ann)
     with app.app_context():
-        users.set_banned("ann", True)
+        ban("ann")
     assert_error(client.get("/api/rooms", headers=bearer(token)), 403, "banned")
 
 

@@ -239,6 +239,13 @@ def test_the_origin_check_still_holds_through_nginx(proxy, origin, status):
     assert handshake.status_code == status, handshake.text
 
 
+def test_metrics_are_not_served_through_nginx(proxy):
+    """Scrapes go to each instance; through nginx every request would come from nginx's own address."""
+    assert requests.get(f"{proxy.url}/metrics", timeout=10).status_code == 404
+    direct = requests.get(f"{proxy.servers[0].url}/metrics", timeout=10)
+    assert direct.status_code == 200 and "switchboard_sockets_connected" in direct.text
+
+
 def test_a_10_mb_upload_through_nginx_is_served_by_every_instance(proxy):
     account = api.register_and_token(proxy.url)
     headers = {"Authorization": f"Bearer {account['token']}"}
