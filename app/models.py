@@ -234,7 +234,7 @@ def dm_pair(a: int, b: int) -> str:
     return f"{low}:{high}"
 
 
-class Attachment(db.Model):
+class Attachment(Model):
     """An uploaded file: its metadata here, its bytes (and its thumbnail's) in the FileStore by sha256.
 
     ``message_id`` is null until a message claims the upload; unclaimed uploads older than a

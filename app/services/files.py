@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import sqlalchemy as sa
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
@@ -213,7 +213,9 @@ def _inspect_image(data: bytes, max_pixels: int, thumbnail_side: int) -> Inspect
         width, height = image.size
         if width * height > max_pixels:
             raise ImageTooLarge
-        content_type = IMAGE_TYPES[image.format]
+        content_type = IMAGE_TYPES.get(image.format or "")
+        if content_type is None:
+            return Inspected(content_type=sniff_other(data))
         if image.getexif().get(ExifTags.Base.Orientation) in (5, 6, 7, 8):
             width, height = height, width  # shown turned by a quarter
         # Scaled first (JPEG decodes at a reduced size), turned upright after: less memory.
@@ -258,7 +260,7 @@ def off_hub(function: Callable[..., Any], *args: Any) -> Any:
     """Run CPU-bound work (decoding, hashing, fsync) on gevent's thread pool when gevent runs the
     server, so other sockets are not stalled; a plain call otherwise."""
     try:
-        from gevent import get_hub, monkey
+        from gevent import get_hub, monkey  # type: ignore[import-untyped]
     except ImportError:
         return function(*args)
     if not monkey.is_module_patched("threading"):
@@ -368,7 +370,7 @@ def claim(session, uploader_id: int, message_id: int, ids: list[int]) -> list[di
     """Tie the uploads to the message inside its transaction; their ATTACHMENTs, in id order."""
     if not ids:
         return []
-    table = Attachment.__table__
+    table = cast(sa.Table, Attachment.__table__)
     claimed = session.execute(
         sa.update(table)
         .where(table.c.id.in_(ids), table.c.uploader_id == uploader_id, table.c.message_id.is_(None))

@@ -68,15 +68,13 @@ def test_bad_uploads_are_invalid_and_store_nothing(app, make_user, socket_client
 
 
 def test_a_muted_user_may_not_upload(app, make_user, socket_client):
-    from datetime import timedelta
+    from app.services import moderation
 
-    from app.models import utcnow
-    from app.services import users
-
+    admin = make_user(admin=True)
     user = make_user()
     sio = socket_client(user)
     with app.app_context():
-        users.set_muted_until(user.username, utcnow() + timedelta(minutes=5))
+        moderation.mute_user(admin.id, user.username, 300)
     ack = sio.emit("upload", {"name": "a.txt", "data": b"x"}, callback=True)
     assert ack["ok"] is False and ack["error"]["code"] == "muted"
     assert attachment_count(app) == 0
