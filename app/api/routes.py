@@ -11,6 +11,7 @@ from app.api import bp
 from app.errors import ServiceError
 from app.extensions import db
 from app.files import file_store, upload_limits
+from app.files.routes import bearer_token
 from app.services import files, messages, rooms, search, users, validation
 
 
@@ -21,18 +22,18 @@ def json_body() -> dict:
     return data
 
 
+def token_user():
+    """The user of the request's bearer token."""
+    token = bearer_token()
+    if token is None:
+        raise ServiceError("unauthorized", "send Authorization: Bearer <token>")
+    return users.user_from_token(token, current_app.config["SECRET_KEY"], current_app.config["TOKEN_TTL_SECONDS"])
+
+
 def token_required(view):
     @wraps(view)
     def wrapper(*args, **kwargs):
-        header = request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise ServiceError("unauthorized", "send Authorization: Bearer <token>")
-        g.api_user = users.user_from_token(
-            token.strip(),
-            current_app.config["SECRET_KEY"],
-            current_app.config["TOKEN_TTL_SECONDS"],
-        )
+        g.api_user = token_user()
         return view(*args, **kwargs)
 
     return wrapper
@@ -107,16 +108,6 @@ def uploading_user():
     return current_user._get_current_object()
 
 
-def token_user():
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise ServiceError("unauthorized", "send Authorization: Bearer <token>")
-    return users.user_from_token(
-        token.strip(), current_app.config["SECRET_KEY"], current_app.config["TOKEN_TTL_SECONDS"]
-    )
-
-
 @bp.post("/api/uploads")
 def upload():
     max_bytes = current_app.config["UPLOAD_MAX_BYTES"]
@@ -124,6 +115,12 @@ def upload():
     if request.content_length is not None and request.content_length > max_bytes + MULTIPART_OVERHEAD_BYTES:
         raise ServiceError("too_large", f"files are limited to {max_bytes} bytes")
     user = uploading_user()
+    # The same per-user allowance as `message`, `dm` and the `upload` event; mutes answer first.
+    limiter = current_app.extensions["switchboard.rate_limiter"]
+    within_limit = limiter.hit(f"send:{user.id}")
+    messages.check_can_post(user)
+    if not within_limit:
+        raise ServiceError("rate_limited", f"slow down: at most {limiter.limit} uploads in {limiter.window:g} seconds")
     request.max_content_length = max_bytes + MULTIPART_OVERHEAD_BYTES
     upload = request.files.get("file")
     if upload is None:

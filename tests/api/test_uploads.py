@@ -206,6 +206,14 @@ def test_a_content_length_over_the_limit_is_refused_before_the_body_is_read(app,
     assert_error(response, 413, "too_large")
 
 
+def test_http_uploads_share_the_per_user_rate_limit(app, client, alice):
+    _user, headers = alice
+    for index in range(app.config["RATE_LIMIT_COUNT"]):
+        assert upload(client, b"%d" % index, f"{index}.txt", headers).status_code == 201
+    assert_error(upload(client, b"one more", "more.txt", headers), 429, "rate_limited")
+    assert attachment_count(app) == app.config["RATE_LIMIT_COUNT"]
+
+
 @pytest.mark.parametrize(
     "headers",
     [{}, {"Authorization": "Bearer not-a-token"}, {"Authorization": "Basic abc"}],
