@@ -292,7 +292,7 @@ def attachment_dict(
 # Full-text search over message bodies, with each database's own engine. These objects are not in
 # the metadata (autogenerate could not express them), so they are created with the messages table
 # here, for create_all(), and by the migration that introduced them, for real databases;
-# migrations/env.py keeps `flask db check` from seeing them as drift.
+# ``include_in_schema_comparison`` keeps `flask db check` from seeing them as drift.
 SEARCH_FTS_TABLE = "messages_fts"
 SEARCH_PG_INDEX = "ix_messages_body_fts"
 SQLITE_SEARCH_DDL = (
