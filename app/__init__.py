@@ -26,6 +26,7 @@ def create_app(config: type | dict | None = None) -> Flask:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     register_extensions(app)
+    register_signin_throttle(app)
     register_blueprints(app)
     register_namespaces(app)
     register_error_handlers(app)
@@ -71,6 +72,23 @@ def register_extensions(app: Flask) -> None:
     socketio.init_app(app, **socketio_options)
     # Outside Flask-SocketIO's middleware, so packets are bounded before Engine.IO reads them.
     app.wsgi_app = limit_packet_sizes(app.wsgi_app, socketio.server.eio, app.config["MAX_PACKET_BYTES"])
+
+
+def register_signin_throttle(app: Flask) -> None:
+    from app.services.signin_throttle import MemoryFailureLog, SignInThrottle
+
+    window = app.config["SIGNIN_FAILURE_WINDOW_SECONDS"]
+    if app.config["REDIS_URL"]:
+        from app.services.redis_state import RedisFailureLog, redis_client
+
+        failures = RedisFailureLog(redis_client(app.config["REDIS_URL"]), app.config["REDIS_PREFIX"], window)
+    else:
+        failures = MemoryFailureLog(window)
+    app.extensions["switchboard.signin_throttle"] = SignInThrottle(
+        failures,
+        per_account=app.config["SIGNIN_FAILURES_PER_ACCOUNT"],
+        per_address=app.config["SIGNIN_FAILURES_PER_ADDRESS"],
+    )
 
 
 def origin_checker(extra_origins: list[str]):
@@ -127,7 +145,11 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(ServiceError)
     def service_error(error: ServiceError):
-        return jsonify(error_body(error.code, error.message)), error.http_status
+        response = jsonify(error_body(error.code, error.message))
+        retry_after = getattr(error, "retry_after", None)
+        if retry_after is not None:
+            response.headers["Retry-After"] = str(retry_after)
+        return response, error.http_status
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):

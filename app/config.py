@@ -8,6 +8,14 @@ ROOT = Path(__file__).resolve().parent.parent
 INSTANCE = ROOT / "instance"
 
 
+def _env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def _env_float(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
 def _env_list(name: str) -> list[str]:
     return [item.strip().rstrip("/") for item in os.environ.get(name, "").split(",") if item.strip()]
 
@@ -31,6 +39,17 @@ class Config:
     RATE_LIMIT_COUNT = int(os.environ.get("RATE_LIMIT_COUNT", 20))
     RATE_LIMIT_WINDOW_SECONDS = 10.0
     STATS_INTERVAL_SECONDS = float(os.environ.get("STATS_INTERVAL_SECONDS", 5))
+    # Failed sign-ins (POST /api/token, POST /login) allowed per account and per client address
+    # in any window; more answer 429 with Retry-After. Successes never count. Generous per
+    # address, so a classroom behind one NAT can still sign in.
+    SIGNIN_FAILURES_PER_ACCOUNT = _env_int("SIGNIN_FAILURES_PER_ACCOUNT", 10)
+    SIGNIN_FAILURES_PER_ADDRESS = _env_int("SIGNIN_FAILURES_PER_ADDRESS", 100)
+    SIGNIN_FAILURE_WINDOW_SECONDS = _env_float("SIGNIN_FAILURE_WINDOW_SECONDS", 900)
+    # Password hashes computed at once off the gevent hub (scrypt takes ~0.1 s of CPU each).
+    PASSWORD_HASH_THREADS = _env_int("PASSWORD_HASH_THREADS", 4)
+    # How many reverse proxies in front of the server may set X-Forwarded-For/-Proto/-Host.
+    # 0 trusts none of them: a client cannot pretend to be another host or address.
+    TRUSTED_PROXIES = _env_int("TRUSTED_PROXIES", 0)
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
     REMEMBER_COOKIE_HTTPONLY = True

@@ -45,7 +45,8 @@ def register():
 @bp.post("/api/token")
 def token():
     data = json_body()
-    user = users.authenticate(data.get("username"), data.get("password"))
+    throttle = current_app.extensions["switchboard.signin_throttle"]
+    user = throttle.authenticate(data.get("username"), data.get("password"), request.remote_addr)
     return jsonify(
         users.issue_token(
             user,
