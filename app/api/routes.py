@@ -38,7 +38,7 @@ def token_required(view):
 @bp.post("/api/register")
 def register():
     data = json_body()
-    user = users.register_user(data.get("username"), data.get("password"))
+    user = users.sign_up(data.get("username"), data.get("password"))
     return jsonify({"user": user.to_dict()}), 201
 
 

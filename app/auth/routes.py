@@ -32,9 +32,14 @@ def register():
     form = RegisterForm()
     if form.validate_on_submit():
         try:
-            user = users.register_user(form.username.data, form.password.data)
+            user = users.sign_up(form.username.data, form.password.data)
         except ServiceError as error:
-            form.username.errors.append("That username is taken." if error.code == "conflict" else error.message)
+            if error.code == "conflict":
+                form.username.errors.append("That username is taken.")
+            elif error.message.startswith("password"):
+                form.password.errors.append(error.message[0].upper() + error.message[1:] + ".")
+            else:
+                form.username.errors.append(error.message)
         else:
             login_user(user)
             flash(f"Welcome, {user.username}!", "success")

@@ -53,6 +53,12 @@ def register_user(username, password) -> User:
     return user
 
 
+def sign_up(username, password) -> User:
+    """Registration by the user themselves: refuses a password that is common, blank or the username."""
+    name = validation.username(username)
+    return register_user(name, validation.new_password(password, name))
+
+
 def authenticate(username, password) -> User:
     user = find_user(username) if isinstance(username, str) else None
     usable = isinstance(password, str) and validation.storable(password)
