@@ -6,6 +6,7 @@ import logging
 from urllib.parse import quote, urlsplit
 
 from flask import Flask, flash, jsonify, redirect, request, url_for
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.config import INSTANCE, ROOT, config_from_env
 from app.errors import HTTP_STATUS, error_body
@@ -30,6 +31,7 @@ def create_app(config: type | dict | None = None) -> Flask:
     register_blueprints(app)
     register_namespaces(app)
     register_error_handlers(app)
+    register_response_headers(app)
     register_cli(app)
     return app
 
@@ -72,6 +74,11 @@ def register_extensions(app: Flask) -> None:
     socketio.init_app(app, **socketio_options)
     # Outside Flask-SocketIO's middleware, so packets are bounded before Engine.IO reads them.
     app.wsgi_app = limit_packet_sizes(app.wsgi_app, socketio.server.eio, app.config["MAX_PACKET_BYTES"])
+    hops = app.config["TRUSTED_PROXIES"]
+    if hops:
+        # Outermost, so the origin check and every view see the client's scheme, host and address
+        # as the trusted proxies report them; without proxies the headers are ignored.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
 
 def register_signin_throttle(app: Flask) -> None:
@@ -105,11 +112,12 @@ def origin_checker(extra_origins: list[str]):
         origin = origin.rstrip("/").lower()
         if origin in allowed_extra:
             return True
+        # X-Forwarded-Host/-Proto count only through ProxyFix (TRUSTED_PROXIES), which has
+        # already written them here; a client cannot send them past a server that trusts none.
         host = (environ.get("HTTP_HOST") or "").lower()
         parts = urlsplit(origin)
-        scheme = environ.get("HTTP_X_FORWARDED_PROTO", environ.get("wsgi.url_scheme", "http")).lower()
-        forwarded_host = (environ.get("HTTP_X_FORWARDED_HOST") or "").lower()
-        return parts.scheme == scheme and parts.netloc in {host, forwarded_host} - {""}
+        scheme = environ.get("wsgi.url_scheme", "http").lower()
+        return bool(host) and parts.scheme == scheme and parts.netloc == host
 
     return is_allowed
 
@@ -165,6 +173,30 @@ def register_error_handlers(app: Flask) -> None:
         if wants_json():
             return jsonify(error_body("internal", "internal server error")), 500
         return "Internal Server Error", 500
+
+
+def register_response_headers(app: Flask) -> None:
+    """Headers every response carries, and redirects that never name the host the client sent."""
+
+    @app.after_request
+    def add_security_headers(response):
+        for name, value in app.config["SECURITY_HEADERS"].items():
+            response.headers.setdefault(name, value)
+        location = response.headers.get("Location")
+        if location:
+            response.headers["Location"] = same_site_location(location)
+        return response
+
+
+def same_site_location(location: str) -> str:
+    """An absolute redirect back to this site, made relative (the host in it came from the request)."""
+    parts = urlsplit(location)
+    if not parts.scheme and not parts.netloc:
+        return location
+    if parts.netloc.lower() != (request.host or "").lower():
+        return location
+    path = parts.path or "/"
+    return path + (f"?{parts.query}" if parts.query else "") + (f"#{parts.fragment}" if parts.fragment else "")
 
 
 def register_cli(app: Flask) -> None:

@@ -89,5 +89,5 @@ def logout():
 def csrf_error(error: CSRFError):
     flash("Your form expired or was sent from elsewhere. Please try again.", "error")
     if request.path in ("/login", "/register"):
-        return redirect(request.url)
+        return redirect(request.full_path if request.query_string else request.path)
     return redirect(url_for("auth.login"))
