@@ -37,6 +37,7 @@ def create_app(config: type | dict | None = None) -> Flask:
 
 
 def register_extensions(app: Flask) -> None:
+    from app import socket_guard
     from app.database import configure_engine
     from app.models import User
     from app.packet_limits import limit_packet_sizes
@@ -72,6 +73,11 @@ def register_extensions(app: Flask) -> None:
         socketio_options["message_queue"] = app.config["REDIS_URL"]
         socketio_options["channel"] = f"{app.config['REDIS_PREFIX']}:socketio"
     socketio.init_app(app, **socketio_options)
+    socket_guard.install(
+        socketio.server,
+        max_bad_packets=app.config["SOCKET_MAX_BAD_PACKETS"],
+        max_attachment_bytes=app.config["MAX_PACKET_BYTES"],
+    )
     # Outside Flask-SocketIO's middleware, so packets are bounded before Engine.IO reads them.
     app.wsgi_app = limit_packet_sizes(app.wsgi_app, socketio.server.eio, app.config["MAX_PACKET_BYTES"])
     hops = app.config["TRUSTED_PROXIES"]

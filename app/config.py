@@ -34,6 +34,9 @@ class Config:
     SOCKETIO_ASYNC_MODE = os.environ.get("SOCKETIO_ASYNC_MODE") or None
     SOCKETIO_LOGGER = False
     MAX_PACKET_BYTES = 1_000_000
+    # Malformed Socket.IO packets answered `invalid` before the connection is closed; a packet
+    # that cannot be answered at all closes it at once.
+    SOCKET_MAX_BAD_PACKETS = _env_int("SOCKET_MAX_BAD_PACKETS", 20)
     TOKEN_TTL_SECONDS = int(os.environ.get("TOKEN_TTL_SECONDS", 7 * 24 * 3600))
     # The contract's limit; only the benchmark raises it, to drive 200 msg/s from a 100-member room.
     RATE_LIMIT_COUNT = int(os.environ.get("RATE_LIMIT_COUNT", 20))
