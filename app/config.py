@@ -37,6 +37,17 @@ class Config:
     # Malformed Socket.IO packets answered `invalid` before the connection is closed; a packet
     # that cannot be answered at all closes it at once.
     SOCKET_MAX_BAD_PACKETS = _env_int("SOCKET_MAX_BAD_PACKETS", 20)
+    # Flood budgets for every socket event (token buckets; typing/read/who cost 1, join, leave,
+    # history, sync and the like 5, anything else 2): per socket and per user, per worker.
+    # Over budget an event is answered `rate_limited`; SOCKET_FLOOD_REFUSALS refusals in a row
+    # (one is forgiven per second) close the connection.
+    SOCKET_EVENT_BURST = _env_float("SOCKET_EVENT_BURST", 300)
+    SOCKET_EVENT_REFILL_PER_SECOND = _env_float("SOCKET_EVENT_REFILL_PER_SECOND", 30)
+    USER_EVENT_BURST = _env_float("USER_EVENT_BURST", 600)
+    USER_EVENT_REFILL_PER_SECOND = _env_float("USER_EVENT_REFILL_PER_SECOND", 60)
+    SOCKET_FLOOD_REFUSALS = _env_float("SOCKET_FLOOD_REFUSALS", 50)
+    # Events of one socket being handled at once; more wait for none and are refused.
+    SOCKET_MAX_EVENTS_IN_PROGRESS = _env_int("SOCKET_MAX_EVENTS_IN_PROGRESS", 256)
     TOKEN_TTL_SECONDS = int(os.environ.get("TOKEN_TTL_SECONDS", 7 * 24 * 3600))
     # The contract's limit; only the benchmark raises it, to drive 200 msg/s from a 100-member room.
     RATE_LIMIT_COUNT = int(os.environ.get("RATE_LIMIT_COUNT", 20))

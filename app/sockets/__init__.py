@@ -5,6 +5,7 @@ from flask_socketio import SocketIO
 
 from app.services.presence import MemoryPresenceStore
 from app.services.ratelimit import MemoryRateLimiter
+from app.sockets.common import FloodGuard, FloodLimits
 
 
 def init_namespaces(app: Flask, socketio: SocketIO) -> None:
@@ -42,5 +43,19 @@ def init_namespaces(app: Flask, socketio: SocketIO) -> None:
         limiter = MemoryRateLimiter(app.config["RATE_LIMIT_COUNT"], app.config["RATE_LIMIT_WINDOW_SECONDS"])
     app.extensions["switchboard.presence"] = presence
     app.extensions["switchboard.rate_limiter"] = limiter
-    socketio.on_namespace(ChatNamespace("/", presence=presence, limiter=limiter))
-    socketio.on_namespace(AdminNamespace("/admin", presence=presence))
+    flood_guard = FloodGuard(
+        FloodLimits(
+            socket_burst=app.config["SOCKET_EVENT_BURST"],
+            socket_refill_per_second=app.config["SOCKET_EVENT_REFILL_PER_SECOND"],
+            user_burst=app.config["USER_EVENT_BURST"],
+            user_refill_per_second=app.config["USER_EVENT_REFILL_PER_SECOND"],
+            refusals_before_disconnect=app.config["SOCKET_FLOOD_REFUSALS"],
+            max_events_in_progress=app.config["SOCKET_MAX_EVENTS_IN_PROGRESS"],
+        )
+    )
+    for namespace in (
+        ChatNamespace("/", presence=presence, limiter=limiter),
+        AdminNamespace("/admin", presence=presence),
+    ):
+        namespace.flood_guard = flood_guard
+        socketio.on_namespace(namespace)
