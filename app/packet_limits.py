@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from urllib.parse import parse_qs
 
+import gevent
 from geventwebsocket.exceptions import ProtocolError
 from geventwebsocket.websocket import Header, WebSocket
+
+from app.socket_guard import log_budget
+
+log = logging.getLogger("switchboard.sockets.guard")
+
+# open, close, ping, pong, message, upgrade, noop
+ENGINEIO_PACKET_TYPES = frozenset("0123456")
 
 
 class MessageTooLarge(Exception):
@@ -37,13 +46,23 @@ class BoundedWebSocket(WebSocket):
     max_message_bytes = 1_000_000
 
     def receive(self):
+        # Let every other greenlet run between two messages of one connection, so a client
+        # that sends as fast as it can is served in turn with the others, not before them.
+        gevent.sleep(0)
         try:
-            return super().receive()
+            message = super().receive()
         except MessageTooLarge:
             # gevent-websocket's close() leaves the status code out of the close frame; the
             # peer sees a plain close, which is all the contract asks.
             self.close()
             return None
+        if isinstance(message, str) and (not message or message[0] not in ENGINEIO_PACKET_TYPES):
+            # Engine.IO would raise on it outside any handler and log a traceback per message.
+            if log_budget.allow():
+                log.warning("closing a websocket that sent %r, which is no Engine.IO packet", message[:40])
+            self.close()
+            return None
+        return message
 
     def read_message(self):
         opcode = None
