@@ -260,7 +260,7 @@ def off_hub(function: Callable[..., Any], *args: Any) -> Any:
     """Run CPU-bound work (decoding, hashing, fsync) on gevent's thread pool when gevent runs the
     server, so other sockets are not stalled; a plain call otherwise."""
     try:
-        from gevent import get_hub, monkey  # type: ignore[import-untyped]
+        from gevent import get_hub, monkey
     except ImportError:
         return function(*args)
     if not monkey.is_module_patched("threading"):
