@@ -515,7 +515,11 @@ let resendTimer = null;
 function composeAndSend() {
   const body = ui.input.value.trim();
   const attachments = tray.ids();
-  if ((!body && !attachments.length) || tray.busy) return;
+  if (tray.busy) {
+    tray.error.textContent = "Wait until the files have finished uploading.";
+    return;
+  }
+  if (!body && !attachments.length) return;
   const conversation = state.current;
   tray.clear();
   const entry = outbox.add({
