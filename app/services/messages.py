@@ -366,15 +366,14 @@ def _room_members(room_id: int, user_ids: set[int]) -> set[int]:
     return set(db.session.scalars(stmt))
 
 
-def _publish_mentions(message: dict, user_ids: set[int]) -> None:
+def _publish_mentions(message: dict, room_id: int | None, user_ids: set[int]) -> None:
     """`mention` to mentioned members of the message's room, never to its sender."""
-    if message["room"] is None:
+    if room_id is None:
         return
     user_ids = user_ids - {message["sender"]["id"]}
     if not user_ids:
         return
-    room = db.session.scalar(sa.select(Room.id).where(Room.name == message["room"]))
-    members = _room_members(room, user_ids) if room is not None else set()
+    members = _room_members(room_id, user_ids)
     if members:
         notifier().to_users(members, "mention", {"message": message})
 
@@ -392,7 +391,7 @@ def post_room_message(user: User, room_name, body, client_id=None, *, reply_to=N
     reply_to_id = _reply_target(reply_to, room_id=room.id)
     mentions = find_mentions(text)
     # Read before the commit expires them: nothing after the write goes back to the database.
-    room_name = room.name
+    room_name, room_id = room.name, room.id
     posted = writer.write(
         Draft(
             sender_id=user.id,
@@ -407,7 +406,7 @@ def post_room_message(user: User, room_name, body, client_id=None, *, reply_to=N
     )
     if not posted.duplicate:
         notifier().to_room(room_name, "message", posted.message, skip_sid=actor_sid)
-        _publish_mentions(posted.message, {user_id for user_id, _ in mentions})
+        _publish_mentions(posted.message, room_id, {user_id for user_id, _ in mentions})
     return posted
 
 
@@ -487,9 +486,9 @@ def edit_message(user: User, message_id, body, *, actor_sid=None) -> dict:
             for position, (user_id, _name) in enumerate(mentions)
         ]
         session.flush()
-        payload = message.to_dict()
+        payload, room_id = message.to_dict(), message.room_id
     publish_update(payload, actor_sid=actor_sid)
-    _publish_mentions(payload, {user_id for user_id, _ in mentions} - before)
+    _publish_mentions(payload, room_id, {user_id for user_id, _ in mentions} - before)
     return payload
 
 
@@ -539,7 +538,7 @@ def react(user: User, message_id, emoji, active, *, actor_sid=None) -> dict:
             return message.to_dict()
         if active:
             distinct = {r.emoji for r in message.reactions}
-            if len(distinct) >= MAX_EMOJI_PER_MESSAGE:
+            if emoji not in distinct and len(distinct) >= MAX_EMOJI_PER_MESSAGE:
                 raise ServiceError("conflict", f"a message holds at most {MAX_EMOJI_PER_MESSAGE} different emoji")
             reactor = session.get(User, user.id)
             message.reactions.append(Reaction(user_id=user.id, user=reactor, emoji=emoji, created_at=utcnow()))
@@ -656,7 +655,7 @@ def mark_dm_read(user_id: int, other: User, message_id) -> int:
 
 
 def mention_counts(user_id: int) -> dict[str, int]:
-    """Unread messages that mention the user, per member room."""
+    """Unread messages that mention the user, per member room; the user's own messages are never unread."""
     stmt = (
         sa.select(Room.name, sa.func.count(Mention.message_id))
         .select_from(RoomMembership)
@@ -666,6 +665,7 @@ def mention_counts(user_id: int) -> dict[str, int]:
             sa.and_(
                 Message.room_id == RoomMembership.room_id,
                 Message.id > RoomMembership.last_read_id,
+                Message.sender_id != user_id,
                 Message.deleted.is_(False),
             ),
         )
