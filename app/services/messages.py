@@ -366,16 +366,11 @@ def _room_members(room_id: int, user_ids: set[int]) -> set[int]:
     return set(db.session.scalars(stmt))
 
 
-def _publish_mentions(message: dict, room_id: int | None, user_ids: set[int]) -> None:
-    """`mention` to mentioned members of the message's room, never to its sender."""
-    if room_id is None:
-        return
-    user_ids = user_ids - {message["sender"]["id"]}
-    if not user_ids:
-        return
-    members = _room_members(room_id, user_ids)
-    if members:
-        notifier().to_users(members, "mention", {"message": message})
+def _publish_mentions(message: dict, member_ids: set[int]) -> None:
+    """`mention` to the mentioned members of the message's room (read before the commit), never to its sender."""
+    recipients = member_ids - {message["sender"]["id"]}
+    if message["room"] is not None and recipients:
+        notifier().to_users(recipients, "mention", {"message": message})
 
 
 def post_room_message(user: User, room_name, body, client_id=None, *, reply_to=None, actor_sid=None) -> Posted:
@@ -390,8 +385,9 @@ def post_room_message(user: User, room_name, body, client_id=None, *, reply_to=N
         raise ServiceError("forbidden", f"join {room.name} before posting to it")
     reply_to_id = _reply_target(reply_to, room_id=room.id)
     mentions = find_mentions(text)
+    mentioned_members = _room_members(room.id, {user_id for user_id, _ in mentions} - {user.id})
     # Read before the commit expires them: nothing after the write goes back to the database.
-    room_name, room_id = room.name, room.id
+    room_name = room.name
     posted = writer.write(
         Draft(
             sender_id=user.id,
@@ -406,7 +402,7 @@ def post_room_message(user: User, room_name, body, client_id=None, *, reply_to=N
     )
     if not posted.duplicate:
         notifier().to_room(room_name, "message", posted.message, skip_sid=actor_sid)
-        _publish_mentions(posted.message, room_id, {user_id for user_id, _ in mentions})
+        _publish_mentions(posted.message, mentioned_members)
     return posted
 
 
@@ -478,6 +474,8 @@ def edit_message(user: User, message_id, body, *, actor_sid=None) -> dict:
         if message.body == text:
             return message.to_dict()
         before = {mention.user_id for mention in message.mentioned}
+        added = {user_id for user_id, _ in mentions} - before - {user.id}
+        mentioned_members = _room_members(message.room_id, added) if message.room_id is not None else set()
         message.body = text
         message.edited_at = utcnow()
         message.rev = next_rev(session)
@@ -486,9 +484,9 @@ def edit_message(user: User, message_id, body, *, actor_sid=None) -> dict:
             for position, (user_id, _name) in enumerate(mentions)
         ]
         session.flush()
-        payload, room_id = message.to_dict(), message.room_id
+        payload = message.to_dict()
     publish_update(payload, actor_sid=actor_sid)
-    _publish_mentions(payload, room_id, {user_id for user_id, _ in mentions} - before)
+    _publish_mentions(payload, mentioned_members)
     return payload
 
 
