@@ -7,14 +7,19 @@ and what was told to whom.
 
 from __future__ import annotations
 
+import threading
+
+import psycopg
 import pytest
 import sqlalchemy as sa
 
+from app.database import MESSAGE_LOCK_KEY
 from app.errors import ServiceError
 from app.extensions import db
-from app.models import AuditEntry, Mention, Message, Reaction, Room, utcnow
+from app.models import AuditEntry, Mention, Message, Reaction, Room, User, utcnow
 from app.services import messages, moderation, rooms, users
 from app.services.notifier import EXTENSION_KEY, Published, RecordingNotifier
+from tests.services.test_ordering import WAIT_SECONDS, libpq, wait_for_lock_waiter
 
 both_databases = pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
 
@@ -534,6 +539,71 @@ def test_sync_changes_shows_only_what_the_user_may_see_now(recorder, ann, bob, c
     rooms.invite(bob.id, "secret", "ann")
     page, _, _ = messages.sync_changes(ann, 0)
     assert [m["body"] for m in page] == ["general", "to ann", "from ann", "private"]
+
+
+CHANGES = {
+    "edit": lambda user, message_id: messages.edit_message(user, message_id, "edited here"),
+    "react": lambda user, message_id: messages.react(user, message_id, "👍", True),
+    "delete": lambda user, message_id: messages.delete_message(user, message_id),
+}
+
+
+class ChangeThread(threading.Thread):
+    """One change to a message, by the user with ``user_id``, in its own thread and app context."""
+
+    def __init__(self, app, change: str, user_id: int, message_id: int) -> None:
+        super().__init__(daemon=True)
+        self.app, self.change, self.user_id, self.message_id = app, change, user_id, message_id
+        self.message: dict | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        with self.app.app_context():
+            try:
+                self.message = CHANGES[self.change](db.session.get(User, self.user_id), self.message_id)
+            except BaseException as error:  # handed to the test thread to assert on
+                self.error = error
+            finally:
+                db.session.remove()
+
+    def result(self) -> dict:
+        self.join(WAIT_SECONDS)
+        assert not self.is_alive(), "the change never finished"
+        assert self.error is None, self.error
+        assert self.message is not None
+        return self.message
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("change", sorted(CHANGES))
+def test_a_change_waits_for_an_earlier_uncommitted_rev_so_sync_after_rev_never_skips_it(
+    app, recorder, ann, database_url, change
+):
+    target = post(ann, "target")
+    elsewhere = post(ann, "changed by another process")
+    db.session.rollback()
+    with psycopg.connect(libpq(database_url)) as other_process:
+        # Another server process changes a message under the lock and has not committed yet.
+        other_process.execute("SELECT pg_advisory_xact_lock(%s)", (MESSAGE_LOCK_KEY,))
+        earlier_rev = other_process.execute(
+            "UPDATE messages SET body = 'edited elsewhere', rev = (SELECT MAX(rev) + 1 FROM messages)"
+            " WHERE id = %s RETURNING rev",
+            (elsewhere["id"],),
+        ).fetchone()[0]
+        thread = ChangeThread(app, change, ann.id, target["id"])
+        thread.start()
+        wait_for_lock_waiter(database_url)
+        db.session.rollback()
+        # No later rev is visible while the earlier one is uncommitted: a client cannot move past it.
+        assert messages.sync_changes(ann, elsewhere["rev"]) == ([], False, elsewhere["rev"])
+        assert thread.is_alive()
+        other_process.commit()
+    changed = thread.result()
+    assert changed["rev"] > earlier_rev
+    db.session.rollback()
+    page, _, _ = messages.sync_changes(ann, elsewhere["rev"])
+    assert [(m["id"], m["rev"]) for m in page] == [(elsewhere["id"], earlier_rev), (target["id"], changed["rev"])]
 
 
 def test_sync_changes_refuses_a_bad_rev(recorder, ann):

@@ -496,3 +496,12 @@ def test_an_admin_delete_sends_message_updated_to_the_room(make_user, open_tab, 
         assert tab.got("message_updated") == [deleted]
         assert tab.got("message_deleted") == [{"id": posted["id"], "room": "general"}]
     assert bob1.ok("sync", {"after_rev": posted["rev"]})["messages"] == [deleted]
+
+
+def test_admin_stats_lists_private_rooms_too(make_user, open_tab, socket_client):
+    ann = make_user("ann")
+    boss = make_user("boss", admin=True)
+    open_tab(ann).ok("join", {"room": "secret", "private": True})
+    admin = socket_client(boss, ADMIN)
+    stats = admin.emit("stats", {}, namespace=ADMIN, callback=True)["stats"]
+    assert [(room["name"], room["private"]) for room in stats["rooms"]] == [("general", False), ("secret", True)]
