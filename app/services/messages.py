@@ -17,6 +17,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import cast
 
 import sqlalchemy as sa
 import sqlalchemy.orm
@@ -140,7 +141,7 @@ def _insert(session, batch: list[Draft]) -> list[tuple[dict, bool]]:
     stored = _stored_by_client_id(session, batch)
     users, room_names = _related(session, batch)
     answers: list[tuple[dict, bool] | None] = [None] * len(batch)
-    first_with_key: dict[tuple[int, str], int] = {}
+    first_with_key: dict[tuple[int, str | None], int] = {}
     new_rows: list[tuple[int, dict]] = []
     for index, draft in enumerate(batch):
         key = (draft.sender_id, draft.client_id)
@@ -171,7 +172,7 @@ def _insert(session, batch: list[Draft]) -> list[tuple[dict, bool]]:
         first_rev = next_rev(session)
         for offset, (_, row) in enumerate(new_rows):
             row["rev"] = first_rev + offset
-        table = Message.__table__
+        table = cast(sa.Table, Message.__table__)
         statement = sa.insert(table).returning(table.c.id, sort_by_parameter_order=True)
         ids = session.execute(statement, [row for _, row in new_rows]).scalars().all()
         mention_rows = [
@@ -180,15 +181,16 @@ def _insert(session, batch: list[Draft]) -> list[tuple[dict, bool]]:
             for position, (user_id, _name) in enumerate(batch[index].mentions)
         ]
         if mention_rows:
-            session.execute(sa.insert(Mention.__table__), mention_rows)
+            session.execute(sa.insert(cast(sa.Table, Mention.__table__)), mention_rows)
         for (index, row), message_id in zip(new_rows, ids, strict=True):
             mentioned = [name for _, name in batch[index].mentions]
             answers[index] = (_message_dict(message_id, row, users, room_names, mentioned), False)
     for index, draft in enumerate(batch):
         if answers[index] is None:
             first = answers[first_with_key[(draft.sender_id, draft.client_id)]]
+            assert first is not None
             answers[index] = (first[0], True)
-    return answers
+    return [answer for answer in answers if answer is not None]
 
 
 def next_rev(session) -> int:
@@ -261,7 +263,7 @@ def check_can_post(user: User) -> None:
     """Banned and muted users may not post; the one place those refusals are worded."""
     if user.banned:
         raise ServiceError("banned", "this account is banned")
-    if user.is_muted():
+    if user.muted_until is not None and user.is_muted():
         raise ServiceError(
             "muted",
             f"you are muted until {user.muted_until.isoformat(timespec='seconds')}Z",
@@ -279,9 +281,8 @@ def repeated(user: User, client_id) -> Posted | None:
         return None
     # The id alone first: the full row, with its joined sender, recipient and room, only for a repeat.
     stored_id = db.session.scalar(sa.select(Message.id).where(Message.sender_id == user.id, Message.client_id == cid))
-    if stored_id is None:
-        return None
-    return Posted(db.session.get(Message, stored_id).to_dict(), True)
+    stored = db.session.get(Message, stored_id) if stored_id is not None else None
+    return Posted(stored.to_dict(), True) if stored is not None else None
 
 
 def find_mentions(body: str) -> list[tuple[int, str]]:
