@@ -92,7 +92,7 @@ def test_sync_after_rev_catches_up_with_changes_made_while_away(account, chat_se
 
 @pytest.mark.postgres
 @pytest.mark.redis
-def test_changes_on_one_worker_reach_clients_on_the_other(cluster, run_node):
+def test_changes_and_invitations_on_one_worker_reach_clients_on_the_other(cluster, run_node):
     alice, bob = create_account(cluster.a), create_account(cluster.a)
 
     seen = run_node(
@@ -116,6 +116,14 @@ def test_changes_on_one_worker_reach_clients_on_the_other(cluster, run_node):
     assert seen["aliceSawReaction"] == seen["reacted"]["message"]
     assert seen["aliceUpdates"] == [seen["reacted"]["message"]]
     assert seen["bobUpdates"] == [edited]
+
+    assert seen["created"]["room"]["private"] is True
+    assert seen["invited"]["ok"] is True and seen["invited"]["room"]["members"] == 2
+    assert seen["bobJoined"]["room"]["name"] == seen["created"]["room"]["name"]
+    assert seen["bobJoined"]["room"]["private"] is True
+    assert seen["bobRoomUpdated"] == {"room": seen["topic"]["room"]}
+    assert seen["topic"]["room"]["topic"] == "just us"
+    assert seen["bobGotSecret"] == seen["secret"]
 
 
 @pytest.mark.postgres

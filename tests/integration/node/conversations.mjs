@@ -158,9 +158,26 @@ async function acrossWorkers({ a, b, alice: aliceToken, bob: bobToken, bobName, 
   const aliceSawReaction = await waitFor(alice.socket, alice.received, "message_updated", atRev(reacted.message.rev));
   await barrier(bob, alice, room);
   await barrier(alice, bob, room);
+
+  // An invitation moves bob's socket on the other worker into the private room.
+  const privateRoom = `${room}-p`;
+  const created = await ack(alice.socket, "join", { room: privateRoom, private: true });
+  const invited = await ack(alice.socket, "invite", { room: privateRoom, user: bobName });
+  const bobJoined = await waitFor(bob.socket, bob.received, "room_joined", (data) => data.room.name === privateRoom);
+  const topic = await ack(alice.socket, "topic", { room: privateRoom, topic: "just us" });
+  const bobRoomUpdated = await waitFor(bob.socket, bob.received, "room_updated", (data) => data.room.name === privateRoom);
+  const secret = (await say(alice, privateRoom, "secret")).message;
+  const bobGotSecret = await waitFor(bob.socket, bob.received, "message", byId(secret.id));
   alice.socket.disconnect();
   bob.socket.disconnect();
   return {
+    created,
+    invited,
+    bobJoined,
+    topic,
+    bobRoomUpdated,
+    secret,
+    bobGotSecret,
     posted,
     bobGot,
     edited,
