@@ -20,6 +20,7 @@ from app.models import AuditEntry, Mention, Message, Reaction, Room, User, utcno
 from app.services import messages, moderation, rooms, users
 from app.services.notifier import EXTENSION_KEY, Published, RecordingNotifier
 from tests.services.test_ordering import WAIT_SECONDS, libpq, wait_for_lock_waiter
+from tests.support import moderation as moderate
 
 both_databases = pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
 
@@ -186,6 +187,18 @@ def test_edit_follows_the_body_rules_and_changes_nothing_when_refused(recorder, 
 def test_a_body_of_4000_characters_may_be_edited_in(recorder, ann):
     message = post(ann, "short")
     assert messages.edit_message(ann, message["id"], "y" * 4000)["body"] == "y" * 4000
+
+
+def test_a_muted_user_may_not_edit_or_react_but_may_delete(recorder, ann, bob):
+    message = post(ann, "before the mute")
+    moderate.mute("ann")
+    muted = users.find_user("ann")
+    recorder.clear()
+    refused("muted", messages.edit_message, muted, message["id"], "during the mute")
+    refused("muted", messages.react, muted, message["id"], "👍", True)
+    assert stored(message["id"]) == message
+    assert recorder.published == []
+    assert messages.delete_message(muted, message["id"])["deleted"] is True
 
 
 # -- delete --------------------------------------------------------------------------------
@@ -654,9 +667,14 @@ def test_direct_conversations_most_recent_first_with_unread_counts(recorder, ann
     assert messages.mark_dm_read(ann.id, bob, to_ann["id"]) == latest["id"]
     assert [c["unread"] for c in messages.direct_conversations(ann.id)] == [0, 1]
 
+    # A conversation with oneself is listed with oneself, never unread.
+    to_self = dm(ann, ann, "note to self")
+    assert messages.direct_conversations(ann.id)[0] == {"user": ann.to_dict(), "unread": 0, "last": to_self}
+
     newer = dm(cat, ann, "cat again")
     assert [(c["user"]["username"], c["unread"]) for c in messages.direct_conversations(ann.id)] == [
         ("cat", 2),
+        ("ann", 0),
         ("bob", 0),
     ]
     assert newer["id"] > latest["id"]
@@ -708,6 +726,15 @@ def test_joining_private_creates_a_room_only_the_caller_is_in(recorder, ann, bob
     # A second join by the member changes nothing and tells no one.
     assert rooms.join_room(ann.id, "secret", private=True)[1] is False
     assert recorder.published == []
+
+
+def test_joining_an_existing_room_ignores_private_and_topic(recorder, ann, bob):
+    joined(ann, "dev", topic="ours")
+    room, newly = rooms.join_room(bob.id, "dev", private=True, topic="mine")
+    assert (room.private, room.topic, newly) == (False, "ours", True)
+    refused("invalid", rooms.join_room, bob.id, "other", private="yes")
+    refused("too_large", rooms.join_room, bob.id, "other", topic="t" * 251)
+    assert rooms.find_room("other") is None
 
 
 def test_room_joined_payload_is_the_room(recorder, ann):
