@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from urllib.parse import quote, urlsplit
 
 from flask import Flask, flash, jsonify, redirect, request, url_for
@@ -11,6 +10,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from app.config import INSTANCE, ROOT, config_from_env
 from app.errors import HTTP_STATUS, error_body
 from app.extensions import csrf, db, login_manager, migrate, socketio
+from app.logs import configure_logging
 
 
 def create_app(config: type | dict | None = None) -> Flask:
@@ -24,7 +24,7 @@ def create_app(config: type | dict | None = None) -> Flask:
     if isinstance(config, dict):
         app.config.update(config)
     INSTANCE.mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(app.config["LOG_FORMAT"])
 
     register_extensions(app)
     register_signin_throttle(app)
@@ -33,6 +33,7 @@ def create_app(config: type | dict | None = None) -> Flask:
     register_error_handlers(app)
     register_response_headers(app)
     register_cli(app)
+    register_observability(app)
     return app
 
 
@@ -40,7 +41,8 @@ def register_extensions(app: Flask) -> None:
     from app import socket_guard
     from app.database import configure_engine
     from app.models import User
-    from app.packet_limits import limit_packet_sizes
+    from app.packet_limits import check_internals, limit_packet_sizes
+    from app.sockets.common import check_login_session_key
 
     db.init_app(app)
     with app.app_context():
@@ -81,19 +83,25 @@ def register_extensions(app: Flask) -> None:
         connect_timeout=app.config["SOCKET_CONNECT_TIMEOUT_SECONDS"],
     )
     # Outside Flask-SocketIO's middleware, so packets are bounded before Engine.IO reads them.
-    app.wsgi_app = limit_packet_sizes(
+    app.wsgi_app = limit_packet_sizes(  # type: ignore[method-assign]
         app.wsgi_app, socketio.server.eio, app.config["MAX_PACKET_BYTES"], admits_handshake=guard.admits_handshake
     )
+    # Both rely on library internals: an upgrade that changes them stops the start, not a limit.
+    check_internals()
+    check_login_session_key(app)
     hops = app.config["TRUSTED_PROXIES"]
     if hops:
         # Outermost, so the origin check and every view see the client's scheme, host and address
         # as the trusted proxies report them; without proxies the headers are ignored.
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops
+        )
 
 
 def register_signin_throttle(app: Flask) -> None:
-    from app.services.signin_throttle import MemoryFailureLog, SignInThrottle
+    from app.services.signin_throttle import FailureLog, MemoryFailureLog, SignInThrottle
 
+    failures: FailureLog
     window = app.config["SIGNIN_FAILURE_WINDOW_SECONDS"]
     if app.config["REDIS_URL"]:
         from app.services.redis_state import RedisFailureLog, redis_client
@@ -213,3 +221,11 @@ def register_cli(app: Flask) -> None:
     from app.auth.cli import users_cli
 
     app.cli.add_command(users_cli)
+
+
+def register_observability(app: Flask) -> None:
+    from app.logs import init_request_log
+    from app.metrics import init_metrics
+
+    init_metrics(app)
+    init_request_log(app)

@@ -23,7 +23,8 @@ def _env_list(name: str) -> list[str]:
 class Config:
     SECRET_KEY = os.environ.get("SECRET_KEY") or secrets.token_hex(32)
     SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL") or f"sqlite:///{INSTANCE / 'switchboard.db'}"
-    SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
+    # hide_parameters: a database error logs its SQL without the values (message bodies, password hashes).
+    SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True, "hide_parameters": True}
     REDIS_URL = os.environ.get("REDIS_URL") or None
     # Prefix for every Redis key and the Socket.IO channel, so several deployments
     # (or test runs) can share one Redis server.
@@ -57,7 +58,15 @@ class Config:
     # The contract's limit; only the benchmark raises it, to drive 200 msg/s from a 100-member room.
     RATE_LIMIT_COUNT = int(os.environ.get("RATE_LIMIT_COUNT", 20))
     RATE_LIMIT_WINDOW_SECONDS = 10.0
+    # New rooms one user may create per window (joining existing rooms is not limited by this).
+    ROOM_CREATE_LIMIT = int(os.environ.get("ROOM_CREATE_LIMIT", 30))
+    ROOM_CREATE_WINDOW_SECONDS = float(os.environ.get("ROOM_CREATE_WINDOW_SECONDS", 3600))
     STATS_INTERVAL_SECONDS = float(os.environ.get("STATS_INTERVAL_SECONDS", 5))
+    # "text" or "json" (one JSON object per line: requests, socket connections, refused events, errors).
+    LOG_FORMAT = os.environ.get("LOG_FORMAT", "text").strip().lower()
+    # /metrics answers these addresses or networks (comma-separated), or a request with the bearer METRICS_TOKEN.
+    METRICS_ALLOWED_IPS = os.environ.get("METRICS_ALLOWED_IPS", "127.0.0.1,::1")
+    METRICS_TOKEN = os.environ.get("METRICS_TOKEN") or None
     # Failed sign-ins (POST /api/token, POST /login) allowed per account and per client address
     # in any window; more answer 429 with Retry-After. Successes never count. Generous per
     # address, so a classroom behind one NAT can still sign in.

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from app.extensions import db
 from app.models import User
 from app.services import users
+from tests.support.moderation import ban
 
 LABEL = re.compile(r"<label[^>]*>\s*([^<]+?)\s*</label>", re.IGNORECASE)
 CSRF_FIELD = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"|value="([^"]+)"[^>]*name="csrf_token"')
@@ -109,7 +110,7 @@ def test_login_with_a_wrong_password_shows_an_error(client, make_user):
 def test_login_of_a_banned_user_is_refused(app, client, make_user):
     ann = make_user("ann")
     with app.app_context():
-        users.set_banned("ann", True, "spam")
+        ban("ann", "spam")
     response = client.post("/login", data={"username": "ann", "password": ann.password})
     assert response.status_code == 403
     assert "banned" in response.get_data(as_text=True)
@@ -141,7 +142,7 @@ def test_logout_signs_out(client, make_user, login):
 def test_a_ban_ends_an_open_browser_session(app, make_user, login):
     client = login(make_user("ann"))
     with app.app_context():
-        users.set_banned("ann", True)
+        ban("ann")
     assert not signed_in(client)
 
 

@@ -43,7 +43,7 @@ def off_hub(function: Callable[..., T], *args) -> T:
         return function(*args)
     size = current_app.config.get("PASSWORD_HASH_THREADS", 4) if has_app_context() else 4
     if has_app_context():
-        app = current_app._get_current_object()
+        app = current_app._get_current_object()  # type: ignore[attr-defined]  # the proxy's target
 
         def call():
             with app.app_context():

@@ -1,8 +1,8 @@
-"""Accounts: registration, credentials, bearer tokens, admin rights, bans and mutes."""
+"""Accounts: registration, credentials, bearer tokens, admin rights, and the ban check at sign-in."""
 
 import functools
 import secrets
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import sqlalchemy as sa
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
@@ -123,7 +123,7 @@ def create_admin(username: str, password: str | None) -> tuple[User, bool]:
         if password is not None:
             validation.password(password)
     with write_transaction():
-        user = db.session.get(User, user.id)
+        user = get_user(username)
         user.is_admin = True
         if password is not None and not created:
             user.set_password(password)
@@ -134,21 +134,6 @@ def set_admin(username, is_admin: bool) -> User:
     with write_transaction():
         user = get_user(username)
         user.is_admin = is_admin
-    return user
-
-
-def set_banned(username, banned: bool, reason: str | None = None) -> User:
-    with write_transaction():
-        user = get_user(username)
-        user.banned = banned
-        user.ban_reason = reason if banned else None
-    return user
-
-
-def set_muted_until(username, until: datetime | None) -> User:
-    with write_transaction():
-        user = get_user(username)
-        user.muted_until = until
     return user
 
 

@@ -39,15 +39,6 @@ def payload(data: Any) -> dict:
     return data
 
 
-def string(data: dict, field: str, *, required: bool = True) -> str | None:
-    value = data.get(field)
-    if value is None and not required:
-        return None
-    if not isinstance(value, str):
-        raise ServiceError("invalid", f"{field} must be a string")
-    return value
-
-
 def username(value: Any, field: str = "username") -> str:
     if not isinstance(value, str) or not USERNAME_RE.fullmatch(value):
         raise ServiceError(

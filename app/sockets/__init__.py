@@ -3,15 +3,20 @@
 from flask import Flask
 from flask_socketio import SocketIO
 
-from app.services.presence import MemoryPresenceStore
-from app.services.ratelimit import MemoryRateLimiter
+from app.services.notifier import EXTENSION_KEY
+from app.services.presence import MemoryPresenceStore, PresenceStore
+from app.services.ratelimit import MemoryRateLimiter, RateLimiter
 from app.sockets.common import FloodGuard, FloodLimits
 
 
 def init_namespaces(app: Flask, socketio: SocketIO) -> None:
     from app.sockets.admin import AdminNamespace
     from app.sockets.chat import ChatNamespace
+    from app.sockets.notifier import SocketNotifier
 
+    presence: PresenceStore
+    limiter: RateLimiter
+    room_creation_limiter: RateLimiter
     if app.config["REDIS_URL"]:
         from app.services.redis_state import (
             RedisPresenceStore,
@@ -38,11 +43,21 @@ def init_namespaces(app: Flask, socketio: SocketIO) -> None:
             app.config["RATE_LIMIT_COUNT"],
             app.config["RATE_LIMIT_WINDOW_SECONDS"],
         )
+        room_creation_limiter = RedisRateLimiter(
+            client,
+            f"{prefix}:rooms",
+            app.config["ROOM_CREATE_LIMIT"],
+            app.config["ROOM_CREATE_WINDOW_SECONDS"],
+        )
     else:
         presence = MemoryPresenceStore()
         limiter = MemoryRateLimiter(app.config["RATE_LIMIT_COUNT"], app.config["RATE_LIMIT_WINDOW_SECONDS"])
+        room_creation_limiter = MemoryRateLimiter(
+            app.config["ROOM_CREATE_LIMIT"], app.config["ROOM_CREATE_WINDOW_SECONDS"]
+        )
     app.extensions["switchboard.presence"] = presence
     app.extensions["switchboard.rate_limiter"] = limiter
+    app.extensions[EXTENSION_KEY] = SocketNotifier(socketio, presence)
     flood_guard = FloodGuard(
         FloodLimits(
             socket_burst=app.config["SOCKET_EVENT_BURST"],
@@ -54,7 +69,7 @@ def init_namespaces(app: Flask, socketio: SocketIO) -> None:
         )
     )
     for namespace in (
-        ChatNamespace("/", presence=presence, limiter=limiter),
+        ChatNamespace("/", presence=presence, limiter=limiter, room_creation_limiter=room_creation_limiter),
         AdminNamespace("/admin", presence=presence),
     ):
         namespace.flood_guard = flood_guard

@@ -8,8 +8,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from flask import current_app, request, session
-from flask_login import current_user
+from flask import current_app, session
+from flask_login import UserMixin, current_user, login_user
 from flask_socketio import ConnectionRefusedError, Namespace
 
 from app.errors import ServiceError
@@ -18,8 +18,13 @@ from app.models import User, isoformat
 from app.services import users
 from app.services.ratelimit import TokenBuckets
 from app.socket_guard import close_connection, log_budget
+from app.sockets.observe import observe_connection, observed, remember_socket_user
 
 log = logging.getLogger("switchboard.sockets")
+
+# Where Flask-Login keeps the signed-in user's id in the session. Its user loader refuses a banned
+# user, so connecting_user reads the id itself to answer "banned" rather than "unauthorized".
+LOGIN_SESSION_USER_ID = "_user_id"
 
 
 def ack(**data) -> dict:
@@ -54,7 +59,7 @@ def event_handler(method):
             db.session.rollback()
             return ack_error("internal", "internal server error")
 
-    return wrapper
+    return observed(wrapper, method.__name__.removeprefix("on_"))
 
 
 # The user a connect handler signed in, for the dispatch layer that called it (see connecting_user).
@@ -133,7 +138,7 @@ class GuardedNamespace(Namespace):
     default_cost: float = 2
     flood_guard: FloodGuard | None = None
 
-    def __init__(self, namespace=None):
+    def __init__(self, namespace: str | None = None) -> None:
         super().__init__(namespace)
         self.socket_users: dict[str, int] = {}
         self._in_progress: dict[str, int] = {}
@@ -148,9 +153,9 @@ class GuardedNamespace(Namespace):
                 refusal = self._spend(sid, event)
                 return refusal or ack_error("invalid", f"{event!r} is reserved and cannot be sent")
             if event == "connect":
-                return self._connect(*args)
+                return observe_connection(self, event, sid, lambda _event, *rest: self._connect(*rest), *args)
             try:
-                return super().trigger_event(event, *args)
+                return observe_connection(self, event, sid, super().trigger_event, *args)
             finally:
                 self._forget(sid)
         refusal = self._spend(sid, event)
@@ -218,6 +223,7 @@ def now_iso() -> str:
     return isoformat(datetime.now(UTC))
 
 
+@remember_socket_user
 def connecting_user(auth) -> User:
     """The user opening a socket, from ``auth.token`` or the session cookie.
 
@@ -236,14 +242,29 @@ def connecting_user(auth) -> User:
         if current_user.is_authenticated:
             _connecting_user_id.set(current_user.id)
             return current_user._get_current_object()
-        user_id = session.get("_user_id")
+        user_id = session.get(LOGIN_SESSION_USER_ID)
         if isinstance(user_id, str) and user_id.isdigit():
-            user = db.session.get(User, int(user_id))
-            if user is not None and user.banned:
-                raise ServiceError("banned", users.ban_message(user))
+            stored = db.session.get(User, int(user_id))
+            if stored is not None and stored.banned:
+                raise ServiceError("banned", users.ban_message(stored))
     except ServiceError as error:
         raise ConnectionRefusedError(error.code) from None
     raise ConnectionRefusedError("unauthorized")
+
+
+def check_login_session_key(app) -> None:
+    """Fail at start-up if Flask-Login no longer keeps the user id under ``LOGIN_SESSION_USER_ID``."""
+
+    class Probe(UserMixin):
+        id = "probe"
+
+    with app.test_request_context():
+        login_user(Probe())
+        if session.get(LOGIN_SESSION_USER_ID) != "probe":
+            raise RuntimeError(
+                f"Flask-Login no longer stores the signed-in user's id under {LOGIN_SESSION_USER_ID!r} "
+                "(app/sockets/common.py reads it to refuse banned users): pin Flask-Login or update the key."
+            )
 
 
 def transport_of(socketio, sid: str, namespace: str) -> str:
@@ -251,7 +272,3 @@ def transport_of(socketio, sid: str, namespace: str) -> str:
         return socketio.server.transport(sid, namespace=namespace)
     except (KeyError, TypeError):
         return "unknown"
-
-
-def current_sid() -> str:
-    return request.sid

@@ -10,6 +10,7 @@ from app.config import TestingConfig
 from app.extensions import db
 from app.models import Message, User, utcnow
 from app.services import messages, rooms, users
+from tests.support.moderation import ban
 
 UNREACHABLE_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:1/x"
 
@@ -139,7 +140,7 @@ def test_token_refuses_a_non_json_body_with_400(client):
 def test_token_refuses_a_banned_user_with_403(app, client, make_user):
     ann = make_user("ann")
     with app.app_context():
-        users.set_banned("ann", True)
+        ban("ann")
     assert_error(client.post("/api/token", json={"username": "ann", "password": ann.password}), 403, "banned")
 
 
@@ -170,7 +171,7 @@ def test_rooms_refuses_the_token_of_a_user_banned_later(app, client, make_user):
     ann = make_user("ann")
     token = token_of(client, ann)
     with app.app_context():
-        users.set_banned("ann", True)
+        ban("ann")
     assert_error(client.get("/api/rooms", headers=bearer(token)), 403, "banned")
 
 
@@ -184,9 +185,9 @@ def test_rooms_lists_every_room_with_members_and_online(app, client, make_user, 
     assert response.status_code == 200
     assert response.get_json() == {
         "rooms": [
-            {"name": "general", "members": 2, "online": 1},
-            {"name": "random", "members": 1, "online": 1},
-            {"name": "zebra", "members": 1, "online": 0},
+            {"name": "general", "members": 2, "online": 1, "topic": "", "private": False},
+            {"name": "random", "members": 1, "online": 1, "topic": "", "private": False},
+            {"name": "zebra", "members": 1, "online": 0, "topic": "", "private": False},
         ]
     }
 
@@ -209,6 +210,7 @@ def post_many(app, count: int, room: str = "general") -> list[int]:
             Message(sender_id=writer.id, room_id=target.id, body=f"m{i}", created_at=utcnow()) for i in range(count)
         ]
         for row in rows:
+            row.rev = messages.next_rev(db.session)
             db.session.add(row)
             db.session.flush()
         db.session.commit()
@@ -244,6 +246,12 @@ def test_room_messages_carry_the_message_shape(app, client, reader):
         "client_id": None,
         "created_at": message["created_at"],
         "deleted": False,
+        "rev": message["rev"],
+        "edited_at": None,
+        "reply_to": None,
+        "mentions": [],
+        "reactions": [],
+        "attachments": [],
     }
 
 

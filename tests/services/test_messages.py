@@ -1,7 +1,5 @@
 """Messages: posting rules, client_id deduplication, history paging and sync, on SQLite and PostgreSQL."""
 
-from datetime import timedelta
-
 import pytest
 import sqlalchemy as sa
 
@@ -9,6 +7,7 @@ from app.errors import ServiceError
 from app.extensions import db
 from app.models import Message, dm_pair, utcnow
 from app.services import messages, moderation, rooms, users
+from tests.support.moderation import let_mute_lapse, mute
 
 both_databases = pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
 
@@ -30,6 +29,7 @@ def store_room_messages(sender, room_name: str, count: int) -> list[int]:
     room = rooms.find_room(room_name)
     rows = [Message(sender_id=sender.id, room_id=room.id, body=f"m{i}", created_at=utcnow()) for i in range(count)]
     for row in rows:
+        row.rev = messages.next_rev(db.session)
         db.session.add(row)
         db.session.flush()  # one by one, so ids follow list order
     db.session.commit()
@@ -71,6 +71,12 @@ def test_posted_message_has_the_message_shape_and_a_trimmed_body(ann):
         "client_id": "c-1",
         "created_at": message["created_at"],
         "deleted": False,
+        "rev": message["rev"],
+        "edited_at": None,
+        "reply_to": None,
+        "mentions": [],
+        "reactions": [],
+        "attachments": [],
     }
     assert isinstance(message["id"], int)
     assert message["created_at"].endswith("Z")
@@ -130,13 +136,13 @@ def test_posting_needs_membership_and_an_existing_room(ann, bob):
 
 
 def test_muted_user_cannot_post_until_the_mute_lapses(ann, bob):
-    users.set_muted_until("ann", utcnow() + timedelta(minutes=5))
+    mute("ann", 300)
     for attempt in (lambda: post(ann, "hi"), lambda: messages.post_direct_message(ann, bob, "hi")):
         with pytest.raises(ServiceError) as refused:
             attempt()
         assert refused.value.code == "muted"
     assert stored_count() == 0
-    users.set_muted_until("ann", utcnow() - timedelta(seconds=1))
+    let_mute_lapse("ann")
     assert post(ann, "back")["body"] == "back"
 
 
@@ -351,8 +357,10 @@ def test_sync_returns_at_most_500_with_has_more(ann, bob):
                 created_at=utcnow(),
             )
         )
-        db.session.add_all(rows[-2:])
-        db.session.flush()
+        for row in rows[-2:]:
+            row.rev = messages.next_rev(db.session)
+            db.session.add(row)
+            db.session.flush()
     db.session.commit()
     posted = [row.id for row in rows]
     page, has_more = messages.sync(ann, 0)

@@ -5,6 +5,7 @@ from socketio import packet
 
 from app.extensions import socketio
 from app.services import rooms, users
+from tests.support.moderation import ban, moderator_id
 
 
 def received(sio, name: str) -> list:
@@ -62,7 +63,7 @@ def test_connect_with_the_login_cookie_sends_session(socket_client, make_user):
     [session] = received(sio, "session")
     assert session["user"] == ann.to_dict()
     assert isinstance(session["sid"], str) and session["sid"]
-    assert session["rooms"] == [{"name": "general", "members": 1, "online": 1}]
+    assert session["rooms"] == [{"name": "general", "members": 1, "online": 1, "topic": "", "private": False}]
 
 
 def test_connect_with_a_token(app, make_user):
@@ -85,8 +86,8 @@ def test_session_lists_persisted_memberships_with_counts(socket_client, make_use
     again = socket_client(ann)
     [session] = received(again, "session")
     assert session["rooms"] == [
-        {"name": "general", "members": 2, "online": 2},
-        {"name": "random", "members": 1, "online": 1},
+        {"name": "general", "members": 2, "online": 2, "topic": "", "private": False},
+        {"name": "random", "members": 1, "online": 1, "topic": "", "private": False},
     ]
 
 
@@ -123,7 +124,7 @@ def test_banned_user_is_refused_with_banned(app, make_user, login, refusals):
     token = token_for(app, ann)
     cookie_client = login(ann)
     with app.app_context():
-        users.set_banned("ann", True)
+        ban("ann")
     by_cookie = socketio.test_client(app, flask_test_client=cookie_client)
     by_token = socketio.test_client(app, auth={"token": token})
     assert not by_cookie.is_connected()
@@ -191,6 +192,8 @@ def test_a_failure_while_connecting_is_refused_with_internal_and_leaves_no_prese
 def test_a_ban_committed_while_the_socket_is_being_set_up_refuses_it(app, make_user, login, refusals):
     seen, install = refusals
     ann, bob = make_user("ann"), make_user("bob")
+    with app.app_context():
+        moderator_id()  # the acting admin exists before the race
     watcher = socketio.test_client(app, flask_test_client=login(bob))
     watcher.get_received()
     presence = app.extensions["switchboard.presence"]
@@ -198,7 +201,7 @@ def test_a_ban_committed_while_the_socket_is_being_set_up_refuses_it(app, make_u
 
     def ban_then_register(info):
         # The admin's ban commits and sweeps the registered sockets just before this one registers.
-        users.set_banned("ann", True)
+        ban("ann")
         return register(info)
 
     presence.add = ban_then_register
