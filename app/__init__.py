@@ -78,14 +78,16 @@ def register_extensions(app: Flask) -> None:
         socketio_options["message_queue"] = app.config["REDIS_URL"]
         socketio_options["channel"] = f"{app.config['REDIS_PREFIX']}:socketio"
     socketio.init_app(app, **socketio_options)
-    socket_guard.install(
+    guard = socket_guard.install(
         socketio.server,
         max_bad_packets=app.config["SOCKET_MAX_BAD_PACKETS"],
         max_attachment_bytes=app.config["MAX_PACKET_BYTES"],
+        anonymous_per_address=app.config["ANONYMOUS_HANDSHAKES_PER_ADDRESS"],
+        connect_timeout=app.config["SOCKET_CONNECT_TIMEOUT_SECONDS"],
     )
     # Outside Flask-SocketIO's middleware, so packets are bounded before Engine.IO reads them.
     app.wsgi_app = limit_packet_sizes(  # type: ignore[method-assign]
-        app.wsgi_app, socketio.server.eio, app.config["MAX_PACKET_BYTES"]
+        app.wsgi_app, socketio.server.eio, app.config["MAX_PACKET_BYTES"], admits_handshake=guard.admits_handshake
     )
     # Both rely on library internals: an upgrade that changes them stops the start, not a limit.
     check_internals()

@@ -49,6 +49,11 @@ class Config:
     SOCKET_FLOOD_REFUSALS = _env_float("SOCKET_FLOOD_REFUSALS", 50)
     # Events of one socket being handled at once; more wait for none and are refused.
     SOCKET_MAX_EVENTS_IN_PROGRESS = _env_int("SOCKET_MAX_EVENTS_IN_PROGRESS", 256)
+    # Engine.IO sessions one address may hold open without signing in on any namespace; the
+    # next handshake answers 429. 0 turns the cap off. Such a session is closed after
+    # SOCKET_CONNECT_TIMEOUT_SECONDS (Socket.IO's own connect timeout).
+    ANONYMOUS_HANDSHAKES_PER_ADDRESS = _env_int("ANONYMOUS_HANDSHAKES_PER_ADDRESS", 200)
+    SOCKET_CONNECT_TIMEOUT_SECONDS = _env_float("SOCKET_CONNECT_TIMEOUT_SECONDS", 30)
     TOKEN_TTL_SECONDS = int(os.environ.get("TOKEN_TTL_SECONDS", 7 * 24 * 3600))
     # The contract's limit; only the benchmark raises it, to drive 200 msg/s from a 100-member room.
     RATE_LIMIT_COUNT = int(os.environ.get("RATE_LIMIT_COUNT", 20))

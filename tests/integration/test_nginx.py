@@ -113,9 +113,15 @@ def proxy(tmp_path_factory) -> Iterator[Proxy]:
     database_url = components.create_postgres_database()
     prefix = components.unique_name("sbnginx")
     directory = tmp_path_factory.mktemp("nginx")
-    directory = tmp_path_factory.mktemp("nginx")
-    # Like docker-compose.yml: every instance serves the same uploaded files.
-    env = {"REDIS_URL": redis_url, "REDIS_PREFIX": prefix, "ACCESS_LOG": "-", "UPLOAD_DIR": str(directory / "uploads")}
+    # As in docker-compose.yml: every instance serves the same uploaded files, and nginx is the one
+    # proxy whose X-Forwarded-* headers are believed.
+    env = {
+        "REDIS_URL": redis_url,
+        "REDIS_PREFIX": prefix,
+        "ACCESS_LOG": "-",
+        "UPLOAD_DIR": str(directory / "uploads"),
+        "TRUSTED_PROXIES": "1",
+    }
     servers: list[LiveServer] = []
     process = None
     try:
@@ -267,3 +273,17 @@ def test_a_10_mb_upload_through_nginx_is_served_by_every_instance(proxy):
     )
     assert too_big.status_code == 413
     assert too_big.json()["error"]["code"] == "too_large"
+
+
+def test_security_headers_pass_through_nginx_and_redirects_stay_relative(proxy):
+    for path in ("/login", "/healthz", "/static/css/app.css"):
+        response = requests.get(proxy.url + path, timeout=WAIT_SECONDS)
+        assert response.status_code == 200, path
+        assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"], path
+        assert response.headers["X-Frame-Options"] == "DENY", path
+        assert response.headers["X-Content-Type-Options"] == "nosniff", path
+        assert response.headers["Referrer-Policy"] == "same-origin", path
+
+    redirect = requests.get(proxy.url + "/", headers={"Host": "evil.example"}, allow_redirects=False, timeout=10)
+    assert redirect.status_code == 302
+    assert redirect.headers["Location"] == "/login?next=/"
