@@ -75,8 +75,13 @@ def register_extensions(app: Flask) -> None:
         "engineio_logger": False,
     }
     if app.config["REDIS_URL"]:
-        socketio_options["message_queue"] = app.config["REDIS_URL"]
-        socketio_options["channel"] = f"{app.config['REDIS_PREFIX']}:socketio"
+        from app.sockets.message_queue import CatchUpRedisManager
+        from app.sockets.message_queue import check_internals as check_queue_internals
+
+        check_queue_internals()
+        socketio_options["client_manager"] = CatchUpRedisManager(
+            app.config["REDIS_URL"], channel=f"{app.config['REDIS_PREFIX']}:socketio"
+        )
     socketio.init_app(app, **socketio_options)
     guard = socket_guard.install(
         socketio.server,
