@@ -154,7 +154,7 @@ class Message(Model):
             "rev": self.rev,
             "edited_at": isoformat(self.edited_at) if self.edited_at is not None else None,
             "reply_to": self.reply_to_id,
-            "mentions": [] if self.deleted else [mention.user.username for mention in self.mentioned],
+            "mentions": [] if self.deleted else [mention.user.username for mention in self.mentioned if mention.current],
             "reactions": [] if self.deleted else reaction_summary(self.reactions),
             "attachments": [] if self.deleted else [attachment.to_dict() for attachment in self.attachments],
         }
@@ -176,7 +176,11 @@ class Reaction(Model):
 
 
 class Mention(Model):
-    """A user named with @ in a message; read by `mentions` unread counts per room."""
+    """A user named with @ in a message; read by `mentions` unread counts per room.
+
+    An edit that drops a name keeps its row with ``current`` false: the user was told once
+    (the `mention` event) and is not told again when a later edit names them anew.
+    """
 
     __tablename__ = "message_mentions"
     __table_args__ = (sa.Index("ix_message_mentions_user_id_message_id", "user_id", "message_id"),)
@@ -184,6 +188,7 @@ class Mention(Model):
     message_id: Mapped[int] = mapped_column(sa.ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True)
     user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
     position: Mapped[int] = mapped_column(default=0)
+    current: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
 
     user: Mapped[User] = relationship(lazy="joined", innerjoin=True)
 

@@ -497,16 +497,24 @@ def edit_message(user: User, message_id, body, *, actor_sid=None) -> dict:
             raise ServiceError("forbidden", "only its sender may edit a message")
         if message.body == text:
             return message.to_dict()
-        before = {mention.user_id for mention in message.mentioned}
-        added = {user_id for user_id, _ in mentions} - before - {user.id}
+        ever = {mention.user_id: mention for mention in message.mentioned}
+        # Only someone never named in this message before is told: `mention` goes out once per message.
+        added = {user_id for user_id, _ in mentions} - ever.keys() - {user.id}
         mentioned_members = _room_members(message.room_id, added) if message.room_id is not None else set()
         message.body = text
         message.edited_at = utcnow()
         message.rev = next_rev(session)
-        message.mentioned = [
-            Mention(user_id=user_id, position=position, user=session.get(User, user_id))
-            for position, (user_id, _name) in enumerate(mentions)
-        ]
+        for mention in ever.values():
+            mention.current = False
+        for position, (user_id, _name) in enumerate(mentions):
+            row = ever.get(user_id)
+            if row is None:
+                message.mentioned.append(
+                    Mention(user_id=user_id, position=position, current=True, user=session.get(User, user_id))
+                )
+            else:
+                row.position, row.current = position, True
+        message.mentioned.sort(key=lambda mention: mention.position)
         session.flush()
         payload = message.to_dict()
     publish_update(payload, actor_sid=actor_sid)
@@ -691,7 +699,7 @@ def mention_counts(user_id: int) -> dict[str, int]:
                 Message.deleted.is_(False),
             ),
         )
-        .join(Mention, sa.and_(Mention.message_id == Message.id, Mention.user_id == user_id))
+        .join(Mention, sa.and_(Mention.message_id == Message.id, Mention.user_id == user_id, Mention.current))
         .where(RoomMembership.user_id == user_id)
         .group_by(Room.name)
     )
