@@ -154,7 +154,9 @@ class Message(Model):
             "rev": self.rev,
             "edited_at": isoformat(self.edited_at) if self.edited_at is not None else None,
             "reply_to": self.reply_to_id,
-            "mentions": [] if self.deleted else [mention.user.username for mention in self.mentioned if mention.current],
+            "mentions": []
+            if self.deleted
+            else [mention.user.username for mention in self.mentioned if mention.current],
             "reactions": [] if self.deleted else reaction_summary(self.reactions),
             "attachments": [] if self.deleted else [attachment.to_dict() for attachment in self.attachments],
         }
