@@ -108,10 +108,13 @@ export class MessageList {
 
   /** Add older messages above the others without moving what the reader is looking at. */
   prependOlder(messages) {
-    const fromBottom = this.scroller.scrollHeight - this.scroller.scrollTop;
+    // The message that was first stays where it was on screen, even though it may lose its
+    // day divider or its author line to the messages above it.
+    const anchor = this.list.querySelector(":scope > li[data-id]");
+    const offset = anchor ? anchor.offsetTop - this.scroller.scrollTop : 0;
     for (const message of messages) this.upsert(message, { follow: false, quiet: true });
     this.refresh();
-    this.scroller.scrollTop = this.scroller.scrollHeight - fromBottom;
+    if (anchor) this.scroller.scrollTop = anchor.offsetTop - offset;
   }
 
   /** The first node that belongs after message `id`: a higher confirmed id or the first pending entry. */
