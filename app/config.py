@@ -30,6 +30,9 @@ class Config:
     # The contract's limit; only the benchmark raises it, to drive 200 msg/s from a 100-member room.
     RATE_LIMIT_COUNT = int(os.environ.get("RATE_LIMIT_COUNT", 20))
     RATE_LIMIT_WINDOW_SECONDS = 10.0
+    # New rooms one user may create per window (joining existing rooms is not limited by this).
+    ROOM_CREATE_LIMIT = int(os.environ.get("ROOM_CREATE_LIMIT", 30))
+    ROOM_CREATE_WINDOW_SECONDS = float(os.environ.get("ROOM_CREATE_WINDOW_SECONDS", 3600))
     STATS_INTERVAL_SECONDS = float(os.environ.get("STATS_INTERVAL_SECONDS", 5))
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"

@@ -69,6 +69,9 @@ class Room(db.Model):
     name: Mapped[str] = mapped_column(sa.String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    topic: Mapped[str] = mapped_column(sa.String(250), default="", server_default="")
+    # Private rooms are seen, read and joined by their members only; members invite others.
+    private: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
 
     memberships: Mapped[list[RoomMembership]] = relationship(back_populates="room", cascade="all, delete-orphan")
 
@@ -111,10 +114,21 @@ class Message(db.Model):
     client_id: Mapped[str | None] = mapped_column(sa.String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     deleted: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    # The server-wide change counter at this message's latest change (creation, edit, deletion,
+    # reaction): `sync {"after_rev"}` reads every change after a rev through this index.
+    rev: Mapped[int] = mapped_column(unique=True)
+    edited_at: Mapped[datetime | None]
+    reply_to_id: Mapped[int | None] = mapped_column(sa.ForeignKey("messages.id", ondelete="SET NULL"))
 
     sender: Mapped[User] = relationship(foreign_keys=[sender_id], lazy="joined", innerjoin=True)
     recipient: Mapped[User | None] = relationship(foreign_keys=[recipient_id], lazy="joined")
     room: Mapped[Room | None] = relationship(lazy="joined")
+    reactions: Mapped[list[Reaction]] = relationship(
+        lazy="selectin", order_by="Reaction.id", cascade="all, delete-orphan", passive_deletes=True
+    )
+    mentioned: Mapped[list[Mention]] = relationship(
+        lazy="selectin", order_by="Mention.position", cascade="all, delete-orphan", passive_deletes=True
+    )
 
     def to_dict(self) -> dict:
         return {
@@ -126,7 +140,59 @@ class Message(db.Model):
             "client_id": self.client_id,
             "created_at": isoformat(self.created_at),
             "deleted": self.deleted,
+            "rev": self.rev,
+            "edited_at": isoformat(self.edited_at) if self.edited_at is not None else None,
+            "reply_to": self.reply_to_id,
+            "mentions": [] if self.deleted else [mention.user.username for mention in self.mentioned],
+            "reactions": [] if self.deleted else reaction_summary(self.reactions),
+            "attachments": [],
         }
+
+
+class Reaction(db.Model):
+    """One user's emoji on one message; the row's id orders emoji by first use."""
+
+    __tablename__ = "message_reactions"
+    __table_args__ = (sa.UniqueConstraint("message_id", "user_id", "emoji", name="uq_message_reactions_one_each"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(sa.ForeignKey("messages.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
+    emoji: Mapped[str] = mapped_column(sa.String(32))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    user: Mapped[User] = relationship(lazy="joined", innerjoin=True)
+
+
+class Mention(db.Model):
+    """A user named with @ in a message; read by `mentions` unread counts per room."""
+
+    __tablename__ = "message_mentions"
+    __table_args__ = (sa.Index("ix_message_mentions_user_id_message_id", "user_id", "message_id"),)
+
+    message_id: Mapped[int] = mapped_column(sa.ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    position: Mapped[int] = mapped_column(default=0)
+
+    user: Mapped[User] = relationship(lazy="joined", innerjoin=True)
+
+
+class DirectReadMarker(db.Model):
+    """How far a user has read their direct conversation with another user."""
+
+    __tablename__ = "dm_read_markers"
+
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    other_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    last_read_id: Mapped[int] = mapped_column(default=0, server_default="0")
+
+
+def reaction_summary(reactions: list[Reaction]) -> list[dict]:
+    """REACTIONS of a message: one entry per emoji, in order of each emoji's first use."""
+    by_emoji: dict[str, list[str]] = {}
+    for reaction in reactions:
+        by_emoji.setdefault(reaction.emoji, []).append(reaction.user.username)
+    return [{"emoji": emoji, "count": len(names), "users": names} for emoji, names in by_emoji.items()]
 
 
 class AuditEntry(db.Model):

@@ -59,7 +59,9 @@ def token():
 @token_required
 def list_rooms():
     presence = current_app.extensions["switchboard.presence"]
-    return jsonify({"rooms": rooms.room_dicts(rooms.all_rooms(), presence.online_user_ids())})
+    # Private rooms are listed to their members only.
+    visible = rooms.directory(g.api_user.id)
+    return jsonify({"rooms": rooms.room_dicts(visible, presence.online_user_ids())})
 
 
 @bp.get("/api/rooms/<name>/messages")
@@ -69,7 +71,7 @@ def room_messages(name: str):
         raise ServiceError("not_found", f"no room named {name}")
     before = validation.query_int(request.args, "before", minimum=1)
     limit = validation.query_int(request.args, "limit", minimum=1)
-    page, has_more = messages.room_history(name, before=before, limit=limit)
+    page, has_more = messages.room_history(name, before=before, limit=limit, user_id=g.api_user.id)
     return jsonify({"messages": page, "has_more": has_more})
 
 

@@ -1,10 +1,15 @@
-"""Posting, reading and catching up on messages.
+"""Posting, editing, deleting and reacting to messages; reading and catching up on them.
 
 Every message goes through ``MessageWriter``: callers queue a draft and the first
 caller to take the write lock commits every queued draft in one transaction
 (group commit), so a burst costs one commit instead of one per message. A
 draft is answered only after that commit; ``app.database`` explains why the
 ids that commit are always the next ones ``sync`` will see.
+
+Every change to a message (creation, edit, deletion, reaction) takes the next ``rev`` of one
+server-wide counter inside an ordered write transaction, so revs, like ids, become visible in
+increasing order and ``sync {"after_rev"}`` is exact. Each action publishes its consequences
+through the notifier only after its commit.
 """
 
 from __future__ import annotations
@@ -14,15 +19,35 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 import sqlalchemy as sa
+import sqlalchemy.orm
 
 from app.database import write_lock, write_transaction
 from app.errors import ServiceError
 from app.extensions import db
-from app.models import Message, Room, RoomMembership, User, dm_pair, isoformat, utcnow
+from app.models import (
+    DirectReadMarker,
+    Mention,
+    Message,
+    Reaction,
+    Room,
+    RoomMembership,
+    User,
+    dm_pair,
+    isoformat,
+    utcnow,
+)
 from app.services import validation
-from app.services.rooms import get_room
+from app.services.notifier import notifier
+from app.services.rooms import check_may_read, get_room
 
 SYNC_LIMIT = 500
+MAX_EMOJI = 32
+MAX_EMOJI_PER_MESSAGE = 20
+# Characters that may continue a username after an @: a shorter name only counts when one of the
+# separators, not a letter or digit, follows it.
+NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+MAX_USERNAME = 32
+MIN_USERNAME = 3
 
 
 @dataclass(eq=False)
@@ -36,6 +61,9 @@ class Draft:
     sender: dict | None = None
     recipient: dict | None = None
     room_name: str | None = None
+    reply_to_id: int | None = None
+    # (user id, canonical username) of everyone the body mentions, in order of first appearance.
+    mentions: list[tuple[int, str]] = field(default_factory=list)
     result: dict | None = None
     duplicate: bool = False
     error: BaseException | None = None
@@ -133,17 +161,29 @@ def _insert(session, batch: list[Draft]) -> list[tuple[dict, bool]]:
                         "client_id": draft.client_id,
                         "created_at": utcnow(),
                         "deleted": False,
+                        "reply_to_id": draft.reply_to_id,
                     },
                 )
             )
             if draft.client_id is not None:
                 first_with_key[key] = index
     if new_rows:
+        first_rev = next_rev(session)
+        for offset, (_, row) in enumerate(new_rows):
+            row["rev"] = first_rev + offset
         table = Message.__table__
         statement = sa.insert(table).returning(table.c.id, sort_by_parameter_order=True)
         ids = session.execute(statement, [row for _, row in new_rows]).scalars().all()
+        mention_rows = [
+            {"message_id": message_id, "user_id": user_id, "position": position}
+            for (index, _), message_id in zip(new_rows, ids, strict=True)
+            for position, (user_id, _name) in enumerate(batch[index].mentions)
+        ]
+        if mention_rows:
+            session.execute(sa.insert(Mention.__table__), mention_rows)
         for (index, row), message_id in zip(new_rows, ids, strict=True):
-            answers[index] = (_message_dict(message_id, row, users, room_names), False)
+            mentioned = [name for _, name in batch[index].mentions]
+            answers[index] = (_message_dict(message_id, row, users, room_names, mentioned), False)
     for index, draft in enumerate(batch):
         if answers[index] is None:
             first = answers[first_with_key[(draft.sender_id, draft.client_id)]]
@@ -151,7 +191,14 @@ def _insert(session, batch: list[Draft]) -> list[tuple[dict, bool]]:
     return answers
 
 
-def _message_dict(message_id: int, row: dict, users: dict[int, dict], room_names: dict[int, str]) -> dict:
+def next_rev(session) -> int:
+    """The next value of the server-wide change counter; call it inside an ordered write transaction."""
+    return (session.scalar(sa.select(sa.func.max(Message.rev))) or 0) + 1
+
+
+def _message_dict(
+    message_id: int, row: dict, users: dict[int, dict], room_names: dict[int, str], mentioned: list[str]
+) -> dict:
     """The MESSAGE of a row just inserted: the same shape as ``Message.to_dict``."""
     return {
         "id": message_id,
@@ -162,6 +209,12 @@ def _message_dict(message_id: int, row: dict, users: dict[int, dict], room_names
         "client_id": row["client_id"],
         "created_at": isoformat(row["created_at"]),
         "deleted": False,
+        "rev": row["rev"],
+        "edited_at": None,
+        "reply_to": row["reply_to_id"],
+        "mentions": mentioned,
+        "reactions": [],
+        "attachments": [],
     }
 
 
@@ -231,7 +284,102 @@ def repeated(user: User, client_id) -> Posted | None:
     return Posted(db.session.get(Message, stored_id).to_dict(), True)
 
 
-def post_room_message(user: User, room_name, body, client_id=None) -> Posted:
+def find_mentions(body: str) -> list[tuple[int, str]]:
+    """(user id, canonical username) of every @mention in ``body``, in order of first appearance.
+
+    ``@name`` counts at the start or after a character that is not a letter, digit, ``_``, ``.``
+    or ``-``; ``name`` is the longest existing username the characters after ``@`` begin with that
+    is not followed by a letter or digit, so ``@eli.`` and ``@eli,`` mention ``eli``.
+    """
+    spans: list[tuple[str, str]] = []  # (run of name characters after @, the character after it)
+    for index, char in enumerate(body):
+        if char != "@":
+            continue
+        if index > 0 and (body[index - 1].isalnum() or body[index - 1] in "_.-"):
+            continue
+        end = index + 1
+        while end < len(body) and body[end] in NAME_CHARS and end - index <= MAX_USERNAME:
+            end += 1
+        spans.append((body[index + 1 : end], body[end] if end < len(body) else ""))
+    candidates: dict[str, None] = {}
+    for run, _after in spans:
+        for length in range(MIN_USERNAME, min(len(run), MAX_USERNAME) + 1):
+            candidates[run[:length].lower()] = None
+    if not candidates:
+        return []
+    rows = db.session.execute(
+        sa.select(User.username_key, User.id, User.username).where(User.username_key.in_(list(candidates)))
+    )
+    known = {key: (user_id, name) for key, user_id, name in rows}
+    found: dict[int, str] = {}
+    for run, after in spans:
+        for length in range(min(len(run), MAX_USERNAME), MIN_USERNAME - 1, -1):
+            following = run[length] if length < len(run) else after
+            if following.isalnum():
+                continue
+            match = known.get(run[:length].lower())
+            if match is not None:
+                found.setdefault(match[0], match[1])
+                break
+    return list(found.items())
+
+
+def _visible(session, user_id: int, message_id) -> Message:
+    """A live message the user may see: of a room they are a member of now, or a DM they sent or got.
+
+    Anything else, unknown or deleted included, is ``not_found``: no existence leak.
+    """
+    message_id = validation.integer(message_id, "id", minimum=1)
+    message = session.get(Message, message_id)
+    if message is None or message.deleted:
+        raise ServiceError("not_found", f"no message {message_id}")
+    if message.room_id is not None:
+        if session.get(RoomMembership, (user_id, message.room_id)) is None:
+            raise ServiceError("not_found", f"no message {message_id}")
+    elif user_id not in (message.sender_id, message.recipient_id):
+        raise ServiceError("not_found", f"no message {message_id}")
+    return message
+
+
+def _reply_target(reply_to, *, room_id: int | None = None, pair: str | None = None) -> int | None:
+    """``reply_to`` names a live message of the same room or the same DM pair."""
+    if reply_to is None:
+        return None
+    target_id = validation.integer(reply_to, "reply_to", minimum=1)
+    target = db.session.get(Message, target_id)
+    if (
+        target is None
+        or target.deleted
+        or (room_id is not None and target.room_id != room_id)
+        or (pair is not None and target.dm_pair != pair)
+    ):
+        raise ServiceError("not_found", f"no message {target_id} in this conversation to reply to")
+    return target_id
+
+
+def _room_members(room_id: int, user_ids: set[int]) -> set[int]:
+    if not user_ids:
+        return set()
+    stmt = sa.select(RoomMembership.user_id).where(
+        RoomMembership.room_id == room_id, RoomMembership.user_id.in_(user_ids)
+    )
+    return set(db.session.scalars(stmt))
+
+
+def _publish_mentions(message: dict, user_ids: set[int]) -> None:
+    """`mention` to mentioned members of the message's room, never to its sender."""
+    if message["room"] is None:
+        return
+    user_ids = user_ids - {message["sender"]["id"]}
+    if not user_ids:
+        return
+    room = db.session.scalar(sa.select(Room.id).where(Room.name == message["room"]))
+    members = _room_members(room, user_ids) if room is not None else set()
+    if members:
+        notifier().to_users(members, "mention", {"message": message})
+
+
+def post_room_message(user: User, room_name, body, client_id=None, *, reply_to=None, actor_sid=None) -> Posted:
     earlier = repeated(user, client_id)
     if earlier is not None:
         return earlier
@@ -241,19 +389,41 @@ def post_room_message(user: User, room_name, body, client_id=None) -> Posted:
     check_can_post(user)
     if db.session.get(RoomMembership, (user.id, room.id)) is None:
         raise ServiceError("forbidden", f"join {room.name} before posting to it")
-    return writer.write(
-        Draft(sender_id=user.id, room_id=room.id, body=text, client_id=cid, sender=user.to_dict(), room_name=room.name)
+    reply_to_id = _reply_target(reply_to, room_id=room.id)
+    mentions = find_mentions(text)
+    # Read before the commit expires them: nothing after the write goes back to the database.
+    room_name = room.name
+    posted = writer.write(
+        Draft(
+            sender_id=user.id,
+            room_id=room.id,
+            body=text,
+            client_id=cid,
+            sender=user.to_dict(),
+            room_name=room.name,
+            reply_to_id=reply_to_id,
+            mentions=mentions,
+        )
     )
+    if not posted.duplicate:
+        notifier().to_room(room_name, "message", posted.message, skip_sid=actor_sid)
+        _publish_mentions(posted.message, {user_id for user_id, _ in mentions})
+    return posted
 
 
-def post_direct_message(user: User, recipient: User, body, client_id=None) -> Posted:
+def post_direct_message(
+    user: User, recipient: User, body, client_id=None, *, to_sid=None, reply_to=None, actor_sid=None
+) -> Posted:
+    """A DM to every socket of ``recipient``, or to exactly the socket ``to_sid``; the sender's other sockets get it too."""
     earlier = repeated(user, client_id)
     if earlier is not None:
         return earlier
     text = validation.body(body)
     cid = validation.client_id(client_id)
     check_can_post(user)
-    return writer.write(
+    reply_to_id = _reply_target(reply_to, pair=dm_pair(user.id, recipient.id))
+    sender_id, recipient_id = user.id, recipient.id
+    posted = writer.write(
         Draft(
             sender_id=user.id,
             recipient_id=recipient.id,
@@ -261,8 +431,125 @@ def post_direct_message(user: User, recipient: User, body, client_id=None) -> Po
             client_id=cid,
             sender=user.to_dict(),
             recipient=recipient.to_dict(),
+            reply_to_id=reply_to_id,
+            mentions=find_mentions(text),
         )
     )
+    if not posted.duplicate:
+        notify = notifier()
+        if to_sid is not None:
+            if to_sid != actor_sid:
+                notify.to_sid(to_sid, "dm", posted.message)
+            notify.to_users([sender_id], "dm", posted.message, skip_sid=[sid for sid in (actor_sid, to_sid) if sid])
+        else:
+            notify.to_users({recipient_id, sender_id}, "dm", posted.message, skip_sid=actor_sid)
+    return posted
+
+
+def _audience(message: dict) -> tuple[str | None, set[int]]:
+    """Who got the original: the room's sockets, or both DM parties' sockets."""
+    if message["room"] is not None:
+        return message["room"], set()
+    return None, {message["sender"]["id"], message["recipient"]["id"]}
+
+
+def publish_update(message: dict, *, actor_sid=None, deleted: bool = False) -> None:
+    """`message_updated` (and `message_deleted` for a deletion) to everyone who got the original."""
+    notify = notifier()
+    room, people = _audience(message)
+    events = [("message_updated", message)]
+    if deleted:
+        events.append(("message_deleted", {"id": message["id"], "room": message["room"]}))
+    for event, data in events:
+        if room is not None:
+            notify.to_room(room, event, data, skip_sid=actor_sid)
+        else:
+            notify.to_users(people, event, data, skip_sid=actor_sid)
+
+
+def edit_message(user: User, message_id, body, *, actor_sid=None) -> dict:
+    """The sender replaces the body; mentions are computed again and newly mentioned members told."""
+    text = validation.body(body)
+    check_can_post(user)
+    mentions = find_mentions(text)
+    with write_transaction(ordered=True) as session:
+        message = _visible(session, user.id, message_id)
+        if message.sender_id != user.id:
+            raise ServiceError("forbidden", "only its sender may edit a message")
+        if message.body == text:
+            return message.to_dict()
+        before = {mention.user_id for mention in message.mentioned}
+        message.body = text
+        message.edited_at = utcnow()
+        message.rev = next_rev(session)
+        message.mentioned = [
+            Mention(user_id=user_id, position=position, user=session.get(User, user_id))
+            for position, (user_id, _name) in enumerate(mentions)
+        ]
+        session.flush()
+        payload = message.to_dict()
+    publish_update(payload, actor_sid=actor_sid)
+    _publish_mentions(payload, {user_id for user_id, _ in mentions} - before)
+    return payload
+
+
+def soft_delete(session, message: Message) -> bool:
+    """Delete inside the caller's ordered transaction; False when it was already deleted."""
+    if message.deleted:
+        return False
+    message.deleted = True
+    message.rev = next_rev(session)
+    message.reactions.clear()
+    message.mentioned.clear()
+    session.flush()
+    return True
+
+
+def delete_message(user: User, message_id, *, actor_sid=None) -> dict:
+    """The sender deletes their message: it keeps its place with an empty body."""
+    with write_transaction(ordered=True) as session:
+        message = _visible(session, user.id, message_id)
+        if message.sender_id != user.id:
+            raise ServiceError("forbidden", "only its sender may delete a message")
+        soft_delete(session, message)
+        payload = message.to_dict()
+    publish_update(payload, actor_sid=actor_sid, deleted=True)
+    return payload
+
+
+def emoji_text(value) -> str:
+    if not isinstance(value, str) or not value:
+        raise ServiceError("invalid", "emoji must be a non-empty string")
+    if len(value) > MAX_EMOJI:
+        raise ServiceError("too_large", f"emoji is limited to {MAX_EMOJI} characters")
+    if any(char.isspace() for char in value) or not validation.storable(value):
+        raise ServiceError("invalid", "emoji must have no whitespace")
+    return value
+
+
+def react(user: User, message_id, emoji, active, *, actor_sid=None) -> dict:
+    """Add or take back the user's emoji; a reaction that is already so changes nothing and tells no one."""
+    emoji = emoji_text(emoji)
+    active = validation.boolean(active, "active")
+    check_can_post(user)
+    with write_transaction(ordered=True) as session:
+        message = _visible(session, user.id, message_id)
+        mine = [r for r in message.reactions if r.user_id == user.id and r.emoji == emoji]
+        if bool(mine) == active:
+            return message.to_dict()
+        if active:
+            distinct = {r.emoji for r in message.reactions}
+            if len(distinct) >= MAX_EMOJI_PER_MESSAGE:
+                raise ServiceError("conflict", f"a message holds at most {MAX_EMOJI_PER_MESSAGE} different emoji")
+            reactor = session.get(User, user.id)
+            message.reactions.append(Reaction(user_id=user.id, user=reactor, emoji=emoji, created_at=utcnow()))
+        else:
+            message.reactions.remove(mine[0])
+        message.rev = next_rev(session)
+        session.flush()
+        payload = message.to_dict()
+    publish_update(payload, actor_sid=actor_sid)
+    return payload
 
 
 def _page(stmt, before: int | None, limit: int) -> tuple[list[dict], bool]:
@@ -274,8 +561,11 @@ def _page(stmt, before: int | None, limit: int) -> tuple[list[dict], bool]:
     return [m.to_dict() for m in reversed(rows[:limit])], has_more
 
 
-def room_history(room_name, before=None, limit=None) -> tuple[list[dict], bool]:
+def room_history(room_name, before=None, limit=None, *, user_id: int | None = None) -> tuple[list[dict], bool]:
+    """A page of a room; a private room's only for its members (``user_id`` given by every caller but admins)."""
     room = get_room(room_name)
+    if user_id is not None:
+        check_may_read(user_id, room)
     before = validation.optional_integer(before, "before", minimum=1)
     return _page(
         sa.select(Message).where(Message.room_id == room.id),
@@ -290,25 +580,100 @@ def dm_history(user: User, other: User, before=None, limit=None) -> tuple[list[d
     return _page(stmt, before, validation.limit(limit))
 
 
+def _may_see(user_id: int):
+    member_rooms = sa.select(RoomMembership.room_id).where(RoomMembership.user_id == user_id)
+    return sa.or_(
+        Message.room_id.in_(member_rooms),
+        Message.recipient_id == user_id,
+        sa.and_(Message.sender_id == user_id, Message.recipient_id.is_not(None)),
+    )
+
+
 def sync(user: User, after) -> tuple[list[dict], bool]:
     """Every room message of the user's rooms and every DM of the user with id > after."""
     after = validation.integer(after, "after", minimum=0)
-    member_rooms = sa.select(RoomMembership.room_id).where(RoomMembership.user_id == user.id)
-    stmt = (
-        sa.select(Message)
-        .where(
-            Message.id > after,
-            sa.or_(
-                Message.room_id.in_(member_rooms),
-                Message.recipient_id == user.id,
-                sa.and_(Message.sender_id == user.id, Message.recipient_id.is_not(None)),
-            ),
-        )
-        .order_by(Message.id)
-        .limit(SYNC_LIMIT + 1)
-    )
+    stmt = sa.select(Message).where(Message.id > after, _may_see(user.id)).order_by(Message.id).limit(SYNC_LIMIT + 1)
     rows = list(db.session.scalars(stmt))
     return [m.to_dict() for m in rows[:SYNC_LIMIT]], len(rows) > SYNC_LIMIT
+
+
+def sync_changes(user: User, after_rev) -> tuple[list[dict], bool, int]:
+    """Every message the user may see whose latest change has rev > after_rev, in rev order."""
+    after_rev = validation.integer(after_rev, "after_rev", minimum=0)
+    stmt = (
+        sa.select(Message).where(Message.rev > after_rev, _may_see(user.id)).order_by(Message.rev).limit(SYNC_LIMIT + 1)
+    )
+    rows = list(db.session.scalars(stmt))[: SYNC_LIMIT + 1]
+    page = rows[:SYNC_LIMIT]
+    return [m.to_dict() for m in page], len(rows) > SYNC_LIMIT, page[-1].rev if page else after_rev
+
+
+def direct_conversations(user_id: int) -> list[dict]:
+    """Everyone the user has exchanged a DM with, most recent conversation first, with unread counts."""
+    mine = sa.or_(Message.sender_id == user_id, Message.recipient_id == user_id)
+    last_ids = list(
+        db.session.scalars(
+            sa.select(sa.func.max(Message.id)).where(Message.dm_pair.is_not(None), mine).group_by(Message.dm_pair)
+        )
+    )
+    if not last_ids:
+        return []
+    marker = sa.orm.aliased(DirectReadMarker)
+    unread_stmt = (
+        sa.select(Message.sender_id, sa.func.count(Message.id))
+        .outerjoin(marker, sa.and_(marker.user_id == user_id, marker.other_id == Message.sender_id))
+        .where(
+            Message.recipient_id == user_id,
+            Message.sender_id != user_id,
+            Message.deleted.is_(False),
+            Message.id > sa.func.coalesce(marker.last_read_id, 0),
+        )
+        .group_by(Message.sender_id)
+    )
+    unread = dict(db.session.execute(unread_stmt).tuples().all())
+    lasts = db.session.scalars(sa.select(Message).where(Message.id.in_(last_ids)).order_by(Message.id.desc()))
+    conversations = []
+    for message in lasts:
+        other = message.recipient if message.sender_id == user_id else message.sender
+        assert other is not None
+        conversations.append({"user": other.to_dict(), "unread": unread.get(other.id, 0), "last": message.to_dict()})
+    return conversations
+
+
+def mark_dm_read(user_id: int, other: User, message_id) -> int:
+    """Move the read marker of the DM conversation with ``other`` forward (never back) to one of its messages."""
+    message_id = validation.integer(message_id, "id", minimum=1)
+    with write_transaction() as session:
+        message = session.get(Message, message_id)
+        if message is None or message.dm_pair != dm_pair(user_id, other.id):
+            raise ServiceError("not_found", f"no message {message_id} with {other.username}")
+        marker = session.get(DirectReadMarker, (user_id, other.id))
+        if marker is None:
+            marker = DirectReadMarker(user_id=user_id, other_id=other.id, last_read_id=0)
+            session.add(marker)
+        marker.last_read_id = max(marker.last_read_id, message_id)
+        return marker.last_read_id
+
+
+def mention_counts(user_id: int) -> dict[str, int]:
+    """Unread messages that mention the user, per member room."""
+    stmt = (
+        sa.select(Room.name, sa.func.count(Mention.message_id))
+        .select_from(RoomMembership)
+        .join(Room, Room.id == RoomMembership.room_id)
+        .join(
+            Message,
+            sa.and_(
+                Message.room_id == RoomMembership.room_id,
+                Message.id > RoomMembership.last_read_id,
+                Message.deleted.is_(False),
+            ),
+        )
+        .join(Mention, sa.and_(Mention.message_id == Message.id, Mention.user_id == user_id))
+        .where(RoomMembership.user_id == user_id)
+        .group_by(Room.name)
+    )
+    return dict(db.session.execute(stmt).tuples().all())
 
 
 def count_since(seconds: int = 60) -> int:

@@ -16,7 +16,8 @@ from app.database import write_transaction
 from app.errors import ServiceError
 from app.extensions import db
 from app.models import AuditEntry, Message, User, isoformat, utcnow
-from app.services import users, validation
+from app.services import messages, users, validation
+from app.services.notifier import notifier
 
 DEFAULT_MUTE_SECONDS = 3600
 # Longer mutes are clamped: a mute of more than 30 days is a ban in all but name.
@@ -89,7 +90,10 @@ def ban_user(admin_id: int, username, reason=None) -> dict:
         user.banned = True
         user.ban_reason = reason
         _record(session, admin, "ban", user.username, reason)
-        return user_summary(user)
+        summary = user_summary(user)
+    # Every `/` and `/admin` socket of the user, on every worker.
+    notifier().disconnect_user(summary["id"], "banned")
+    return summary
 
 
 def unban_user(admin_id: int, username) -> dict:
@@ -132,36 +136,42 @@ def socket_id(value) -> str:
     return value
 
 
-def record_kick(admin_id: int, sid: str, username: str) -> None:
-    """Log a kick; the socket layer disconnects the socket once this has committed."""
+def kick(admin_id: int, sid: str, username: str) -> None:
+    """Log a kick, then disconnect the socket (on whichever worker holds it) once that has committed."""
     with write_transaction() as session:
         admin = _acting_admin(session, admin_id)
         _record(session, admin, "kick", sid, f"socket of {username}")
+    notifier().disconnect_sid(sid, "kicked by an admin")
 
 
 def delete_message(admin_id: int, message_id) -> dict:
-    """Soft-delete a message: it keeps its place in history with an empty body."""
+    """Soft-delete any message, through the same rev path as a sender's deletion, and log it."""
     message_id = validation.integer(message_id, "id", minimum=1)
-    with write_transaction() as session:
+    with write_transaction(ordered=True) as session:
         admin = _acting_admin(session, admin_id)
         message = session.get(Message, message_id)
         if message is None:
             raise ServiceError("not_found", "no such message")
         where = f"room {message.room.name}" if message.room is not None else "a direct message"
         details = f"{where} from {message.sender.username}"
-        message.deleted = True
+        changed = messages.soft_delete(session, message)
         _record(session, admin, "delete_message", str(message.id), details)
-        return message.to_dict()
+        payload = message.to_dict()
+    if changed:
+        messages.publish_update(payload, deleted=True)
+    return payload
 
 
 def announce(admin_id: int, body) -> dict:
-    """Validate and log an announcement; returns the payload every socket of `/` gets."""
+    """Log an announcement and send it to every socket of `/`; returns its payload."""
     text = validation.body(body)
     with write_transaction() as session:
         admin = _acting_admin(session, admin_id)
         created_at = utcnow()
         _record(session, admin, "announce", ANNOUNCEMENT_TARGET, text)
-        return {"body": text, "from": admin.to_dict(), "created_at": isoformat(created_at)}
+        announcement = {"body": text, "from": admin.to_dict(), "created_at": isoformat(created_at)}
+    notifier().to_everyone("announcement", announcement)
+    return announcement
 
 
 def audit_log(limit=None) -> list[dict]:

@@ -56,6 +56,17 @@ class PresenceStore:
     def update(self, sid: str, *, transport: str | None = None, rooms: list[str] | None = None) -> None:
         raise NotImplementedError
 
+    # `/admin` sockets are not presence, but a ban must reach them on every worker.
+
+    def add_admin(self, sid: str, user_id: int) -> None:
+        raise NotImplementedError
+
+    def remove_admin(self, sid: str) -> None:
+        raise NotImplementedError
+
+    def admin_sids_of(self, user_id: int) -> list[str]:
+        raise NotImplementedError
+
 
 class MemoryPresenceStore(PresenceStore):
     def __init__(self) -> None:
@@ -64,6 +75,7 @@ class MemoryPresenceStore(PresenceStore):
         self._by_user: dict[int, set[str]] = {}
         # room -> user id -> how many of the user's sockets are in it
         self._room_users: dict[str, dict[int, int]] = {}
+        self._admin_sockets: dict[str, int] = {}
 
     def _enter_rooms(self, info: SocketInfo) -> None:
         for name in info.rooms:
@@ -136,3 +148,15 @@ class MemoryPresenceStore(PresenceStore):
                 self._exit_rooms(info)
                 info.rooms = sorted(rooms)
                 self._enter_rooms(info)
+
+    def add_admin(self, sid: str, user_id: int) -> None:
+        with self._lock:
+            self._admin_sockets[sid] = user_id
+
+    def remove_admin(self, sid: str) -> None:
+        with self._lock:
+            self._admin_sockets.pop(sid, None)
+
+    def admin_sids_of(self, user_id: int) -> list[str]:
+        with self._lock:
+            return sorted(sid for sid, owner in self._admin_sockets.items() if owner == user_id)

@@ -17,6 +17,7 @@ Keys under ``<prefix>:presence``:
 - ``room:<name>``: hash user id -> how many of the user's sockets are in that chat room, so a
   room's online count is one HLEN however many members it has
 - ``alive:<id>``: present while the worker heartbeats
+- ``admins``: hash `/admin` sid -> user id, so a ban disconnects an admin's dashboard on any worker
 
 Each heartbeat also compares the sockets registered for its worker with the ones the
 worker holds and mends any difference, so a worker declared dead while merely stalled,
@@ -405,6 +406,17 @@ class RedisPresenceStore(PresenceStore):
     def all(self) -> list[SocketInfo]:
         return [self._info(raw) for raw in self._query("all")]
 
+    def add_admin(self, sid: str, user_id: int) -> None:
+        self.client.hset(f"{self.prefix}:admins", sid, int(user_id))
+
+    def remove_admin(self, sid: str) -> None:
+        self.client.hdel(f"{self.prefix}:admins", sid)
+
+    def admin_sids_of(self, user_id: int) -> list[str]:
+        # Admin sockets are few; a stale sid left by a killed worker costs one no-op disconnect.
+        entries = self.client.hgetall(f"{self.prefix}:admins")
+        return sorted(_text(sid) for sid, owner in entries.items() if int(owner) == int(user_id))
+
     def update(self, sid: str, *, transport: str | None = None, rooms: list[str] | None = None) -> None:
         """Change one socket's entry, whichever worker holds it, without losing a concurrent update."""
         for _ in range(UPDATE_ATTEMPTS):
@@ -476,3 +488,7 @@ class RedisRateLimiter(RateLimiter):
             args=[now, int(self.window * 1_000_000), self.limit, uuid.uuid4().hex],
         )
         return bool(int(allowed))
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,18 +1,22 @@
-"""Rooms and their persisted memberships."""
+"""Rooms and their persisted memberships: joining, leaving, private rooms, invitations, topics, read markers."""
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import sqlalchemy as sa
+from flask import current_app
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.database import write_transaction
 from app.errors import ServiceError
 from app.extensions import db
-from app.models import Message, Room, RoomMembership
+from app.models import Message, Room, RoomMembership, User
 from app.services import validation
+from app.services.notifier import notifier
 
 GENERAL = "general"
+MAX_TOPIC = 250
+MAX_DIRECTORY_QUERY = 64
 
 
 def ensure_general(session: Session) -> Room:
@@ -39,25 +43,121 @@ def is_member(user_id: int, room_id: int) -> bool:
     return db.session.get(RoomMembership, (user_id, room_id)) is not None
 
 
-def join_room(user_id: int, name) -> tuple[Room, bool]:
-    """Make the user a member, creating the room if needed; returns (room, newly_joined)."""
+def topic_text(value) -> str:
+    if not isinstance(value, str):
+        raise ServiceError("invalid", "topic must be a string")
+    text = value.strip()
+    if len(text) > MAX_TOPIC:
+        raise ServiceError("too_large", f"topics are limited to {MAX_TOPIC} characters")
+    if not validation.storable(text) or any(ch in text for ch in "\r\n"):
+        raise ServiceError("invalid", "a topic is one line of text")
+    return text
+
+
+def check_may_read(user_id: int, room: Room) -> None:
+    """Public rooms are read by anyone signed in; private ones by their members only."""
+    if room.private and not is_member(user_id, room.id):
+        raise ServiceError("forbidden", f"{room.name} is private")
+
+
+def join_room(
+    user_id: int,
+    name,
+    *,
+    private=None,
+    topic=None,
+    may_create: Callable[[], None] | None = None,
+    actor_sid: str | None = None,
+) -> tuple[Room, bool]:
+    """Make the user a member, creating the room if needed; returns (room, newly_joined).
+
+    ``private`` and ``topic`` apply to a room this call creates; ``may_create`` is asked first and
+    refuses by raising (the per-user allowance of new rooms). A private room is joined by invitation
+    only. Every socket of the user enters the room; the others than ``actor_sid`` get `room_joined`.
+    """
     name = validation.room_name(name)
+    private = False if private is None else validation.boolean(private, "private")
+    topic = "" if topic is None else topic_text(topic)
+    existing = find_room(name)
+    if existing is None and may_create is not None:
+        may_create()
     for _attempt in range(2):
         try:
             with write_transaction() as session:
                 room = session.scalar(sa.select(Room).where(Room.name == name))
+                created = room is None
                 if room is None:
-                    room = Room(name=name, created_by_id=user_id)
+                    room = Room(name=name, created_by_id=user_id, private=private, topic=topic)
                     session.add(room)
                     session.flush()
                 if session.get(RoomMembership, (user_id, room.id)) is not None:
                     return room, False
+                if room.private and not created:
+                    raise ServiceError("forbidden", f"{name} is private: ask a member to invite you")
                 session.add(RoomMembership(user_id=user_id, room_id=room.id))
+            _announce_joined(user_id, room, actor_sid)
             return room, True
         except IntegrityError:
             # Another process created the room or the membership first: read it again.
             continue
     raise ServiceError("conflict", "the room changed while joining; try again")
+
+
+def _announce_joined(user_id: int, room: Room, actor_sid: str | None) -> None:
+    notify = notifier()
+    notify.join_user(user_id, room.name)
+    notify.to_users([user_id], "room_joined", {"room": room_dict(room)}, skip_sid=actor_sid)
+
+
+def invite(user_id: int, name, username) -> tuple[Room, bool]:
+    """Any member may add another user; returns (room, newly_invited)."""
+    room = get_room(name)
+    other_name = validation.username(username, "user")
+    with write_transaction() as session:
+        if session.get(RoomMembership, (user_id, room.id)) is None:
+            raise ServiceError("forbidden", f"only members of {room.name} may invite to it")
+        other = session.scalar(sa.select(User).where(User.username_key == other_name.lower()))
+        if other is None:
+            raise ServiceError("not_found", f"no user named {other_name}")
+        other_id = other.id
+        if session.get(RoomMembership, (other_id, room.id)) is not None:
+            return room, False
+        session.add(RoomMembership(user_id=other_id, room_id=room.id))
+    _announce_joined(other_id, room, None)
+    return room, True
+
+
+def set_topic(user_id: int, name, topic) -> Room:
+    room = get_room(name)
+    text = topic_text(topic)
+    with write_transaction() as session:
+        if session.get(RoomMembership, (user_id, room.id)) is None:
+            raise ServiceError("forbidden", f"only members of {room.name} may change its topic")
+        stored = session.get(Room, room.id)
+        if stored is None:
+            raise ServiceError("not_found", f"no room named {room.name}")
+        changed = stored.topic != text
+        stored.topic = text
+    if changed:
+        notifier().to_room(room.name, "room_updated", {"room": room_dict(room)})
+    return room
+
+
+def directory(user_id: int, query=None) -> list[Room]:
+    """Every public room and every private room the user is a member of, by name, filtered by substring."""
+    if query is None:
+        query = ""
+    if not isinstance(query, str):
+        raise ServiceError("invalid", "q must be a string")
+    query = query.strip().lower()
+    if len(query) > MAX_DIRECTORY_QUERY:
+        raise ServiceError("too_large", f"q is limited to {MAX_DIRECTORY_QUERY} characters")
+    mine = sa.select(RoomMembership.room_id).where(RoomMembership.user_id == user_id)
+    stmt = sa.select(Room).where(sa.or_(Room.private.is_(False), Room.id.in_(mine))).order_by(Room.name)
+    if query:
+        escaped = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        stmt = stmt.where(Room.name.like(f"%{escaped}%", escape="\\"))
+    return list(db.session.scalars(stmt))
 
 
 def leave_room(user_id: int, name) -> Room:
@@ -68,6 +168,7 @@ def leave_room(user_id: int, name) -> Room:
         session.execute(
             sa.delete(RoomMembership).where(RoomMembership.user_id == user_id, RoomMembership.room_id == room.id)
         )
+    notifier().leave_user(user_id, room.name)
     return room
 
 
@@ -82,7 +183,15 @@ def rooms_of(user_id: int) -> list[Room]:
 
 
 def all_rooms() -> list[Room]:
+    """Every room, private ones included: for admins."""
     return list(db.session.scalars(sa.select(Room).order_by(Room.name)))
+
+
+def room_dict(room: Room) -> dict:
+    """One ROOM, its online count from the presence store of this app (0 where there is none)."""
+    presence = current_app.extensions.get("switchboard.presence")
+    online = presence.online_counts([room.name]) if presence is not None else {}
+    return room_dicts_with_online([room], online)[0]
 
 
 def member_ids(room_ids: Iterable[int]) -> dict[int, set[int]]:
@@ -115,7 +224,14 @@ def room_dicts_with_online(rooms: list[Room], online_counts: dict[str, int]) -> 
     """ROOM payloads from online counts the caller already has (the presence store keeps them per room)."""
     members = member_counts(room.id for room in rooms)
     return [
-        {"name": room.name, "members": members[room.id], "online": online_counts.get(room.name, 0)} for room in rooms
+        {
+            "name": room.name,
+            "members": members[room.id],
+            "online": online_counts.get(room.name, 0),
+            "topic": room.topic,
+            "private": room.private,
+        }
+        for room in rooms
     ]
 
 
@@ -127,6 +243,8 @@ def room_dicts(rooms: list[Room], online_user_ids: set[int]) -> list[dict]:
             "name": room.name,
             "members": len(members[room.id]),
             "online": len(members[room.id] & online_user_ids),
+            "topic": room.topic,
+            "private": room.private,
         }
         for room in rooms
     ]

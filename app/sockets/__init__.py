@@ -3,6 +3,7 @@
 from flask import Flask
 from flask_socketio import SocketIO
 
+from app.services.notifier import EXTENSION_KEY
 from app.services.presence import MemoryPresenceStore
 from app.services.ratelimit import MemoryRateLimiter
 
@@ -10,6 +11,7 @@ from app.services.ratelimit import MemoryRateLimiter
 def init_namespaces(app: Flask, socketio: SocketIO) -> None:
     from app.sockets.admin import AdminNamespace
     from app.sockets.chat import ChatNamespace
+    from app.sockets.notifier import SocketNotifier
 
     if app.config["REDIS_URL"]:
         from app.services.redis_state import (
@@ -37,10 +39,22 @@ def init_namespaces(app: Flask, socketio: SocketIO) -> None:
             app.config["RATE_LIMIT_COUNT"],
             app.config["RATE_LIMIT_WINDOW_SECONDS"],
         )
+        room_creation_limiter = RedisRateLimiter(
+            client,
+            f"{prefix}:rooms",
+            app.config["ROOM_CREATE_LIMIT"],
+            app.config["ROOM_CREATE_WINDOW_SECONDS"],
+        )
     else:
         presence = MemoryPresenceStore()
         limiter = MemoryRateLimiter(app.config["RATE_LIMIT_COUNT"], app.config["RATE_LIMIT_WINDOW_SECONDS"])
+        room_creation_limiter = MemoryRateLimiter(
+            app.config["ROOM_CREATE_LIMIT"], app.config["ROOM_CREATE_WINDOW_SECONDS"]
+        )
     app.extensions["switchboard.presence"] = presence
     app.extensions["switchboard.rate_limiter"] = limiter
-    socketio.on_namespace(ChatNamespace("/", presence=presence, limiter=limiter))
+    app.extensions[EXTENSION_KEY] = SocketNotifier(socketio, presence)
+    socketio.on_namespace(
+        ChatNamespace("/", presence=presence, limiter=limiter, room_creation_limiter=room_creation_limiter)
+    )
     socketio.on_namespace(AdminNamespace("/admin", presence=presence))

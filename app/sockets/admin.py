@@ -13,7 +13,6 @@ from app.extensions import db
 from app.models import User
 from app.services import messages, moderation, rooms, validation
 from app.services.presence import PresenceStore, SocketInfo
-from app.sockets.chat import room_key, user_key
 from app.sockets.common import GuardedNamespace, connecting_user, event_handler, log
 
 CHAT_NAMESPACE = "/"
@@ -39,11 +38,13 @@ class AdminNamespace(GuardedNamespace):
         if not user.is_admin:
             raise ConnectionRefusedError("forbidden")
         join_room(ADMINS_ROOM)
+        self.presence.add_admin(request.sid, user.id)
         with self._admins_lock:
             self.admins[request.sid] = user.id
             self._start_stats_task()
 
     def on_disconnect(self, reason=None):
+        self.presence.remove_admin(request.sid)
         with self._admins_lock:
             self.admins.pop(request.sid, None)
 
@@ -122,24 +123,6 @@ class AdminNamespace(GuardedNamespace):
                 pass
         return info.transport
 
-    def _emit_to_chat(self, event: str, data: dict, *, to=None) -> None:
-        """Emit on `/` after a commit: a failed emit is logged, never turned into a failed ack."""
-        try:
-            self.socketio.emit(event, data, to=to, namespace=CHAT_NAMESPACE)
-        except Exception:
-            log.exception("could not emit %s to %s", event, to)
-
-    def _kick(self, sid: str, reason: str, namespace: str = CHAT_NAMESPACE) -> None:
-        """Tell a socket why, then disconnect it (through the message queue when it is on another worker).
-
-        The emit goes out before the disconnect on the same path, so the client sees `kicked` first.
-        """
-        try:
-            self.socketio.emit("kicked", {"reason": reason}, to=sid, namespace=namespace)
-            self.socketio.server.disconnect(sid, namespace=namespace)
-        except Exception:
-            log.exception("could not disconnect %s from %s", sid, namespace)
-
     # -- events: read-only ----------------------------------------------------
 
     @event_handler
@@ -190,22 +173,14 @@ class AdminNamespace(GuardedNamespace):
         info = self.presence.get(sid)
         if info is None:
             raise ServiceError("not_found", "no connected socket with that sid")
-        moderation.record_kick(admin.id, sid, info.user["username"])
-        self._kick(sid, "kicked by an admin")
+        moderation.kick(admin.id, sid, info.user["username"])
         return {"sid": sid, "user": info.user}
 
     @event_handler
     def on_ban(self, data):
         data = validation.payload(data)
         admin = self._admin()
-        banned = moderation.ban_user(admin.id, data.get("user"), data.get("reason"))
-        for sid in self.presence.sids_of(banned["id"]):
-            self._kick(sid, "banned")
-        with self._admins_lock:
-            admin_sids = [sid for sid, user_id in self.admins.items() if user_id == banned["id"]]
-        for sid in admin_sids:
-            self._kick(sid, "banned", namespace=self.namespace)
-        return {"user": banned}
+        return {"user": moderation.ban_user(admin.id, data.get("user"), data.get("reason"))}
 
     @event_handler
     def on_unban(self, data):
@@ -229,19 +204,11 @@ class AdminNamespace(GuardedNamespace):
     def on_delete_message(self, data):
         data = validation.payload(data)
         admin = self._admin()
-        deleted = moderation.delete_message(admin.id, data.get("id"))
-        notice = {"id": deleted["id"], "room": deleted["room"]}
-        if deleted["room"] is not None:
-            self._emit_to_chat("message_deleted", notice, to=room_key(deleted["room"]))
-        else:
-            people = {deleted["sender"]["id"], deleted["recipient"]["id"]}
-            self._emit_to_chat("message_deleted", notice, to=sorted(user_key(user_id) for user_id in people))
-        return {"message": deleted}
+        return {"message": moderation.delete_message(admin.id, data.get("id"))}
 
     @event_handler
     def on_announce(self, data):
         data = validation.payload(data)
         admin = self._admin()
         announcement = moderation.announce(admin.id, data.get("body"))
-        self._emit_to_chat("announcement", announcement)
         return {"announcement": announcement}

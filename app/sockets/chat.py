@@ -1,4 +1,4 @@
-"""The `/` namespace: rooms, messages, direct messages, typing and presence."""
+"""The `/` namespace: parse each event, call the service action that holds its rules, return the ack."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from app.errors import ServiceError
 from app.extensions import db
 from app.models import User
 from app.services import messages, rooms, users, validation
+from app.services.notifier import room_key, user_key
 from app.services.presence import PresenceStore, SocketInfo
 from app.services.ratelimit import RateLimiter
 from app.sockets.common import (
@@ -21,21 +22,24 @@ from app.sockets.common import (
     transport_of,
 )
 
-
-def room_key(name: str) -> str:
-    """Socket.IO room of a chat room; prefixed so it can never collide with `user:<id>`."""
-    return f"room:{name}"
-
-
-def user_key(user_id: int) -> str:
-    return f"user:{user_id}"
+__all__ = ["ChatNamespace", "room_key", "user_key"]
 
 
 class ChatNamespace(GuardedNamespace):
-    def __init__(self, namespace: str, *, presence: PresenceStore, limiter: RateLimiter):
+    def __init__(
+        self,
+        namespace: str,
+        *,
+        presence: PresenceStore,
+        limiter: RateLimiter,
+        room_creation_limiter: RateLimiter | None = None,
+    ):
         super().__init__(namespace)
         self.presence = presence
         self.limiter = limiter
+        self.room_creation_limiter = room_creation_limiter
+        # Per-socket facts, read once at connect: sid -> USER of the socket's user.
+        self.identities: dict[str, dict] = {}
 
     # -- connection ---------------------------------------------------------
 
@@ -52,6 +56,8 @@ class ChatNamespace(GuardedNamespace):
                 "sid": sid,
                 "rooms": self._session_rooms(user.id, member_rooms),
                 "unread": self._unread(user.id, member_rooms),
+                "mentions": self._mentions(user.id, member_rooms),
+                "dms": messages.direct_conversations(user.id),
             }
         except ConnectionRefusedError:
             raise
@@ -62,6 +68,7 @@ class ChatNamespace(GuardedNamespace):
         join_room(user_key(user.id))
         for room in member_rooms:
             join_room(room_key(room.name))
+        self.identities[sid] = user_dict
         first = self.presence.add(
             SocketInfo(
                 sid=sid,
@@ -74,6 +81,7 @@ class ChatNamespace(GuardedNamespace):
         if self._banned_meanwhile(user.id):
             # A ban that committed while this socket was being set up disconnected the user's
             # registered sockets, which did not yet include this one.
+            self.identities.pop(sid, None)
             self.presence.remove(sid)
             raise ConnectionRefusedError("banned")
         self.emit("session", session_payload, room=sid)
@@ -81,6 +89,7 @@ class ChatNamespace(GuardedNamespace):
             self.emit("presence", {"user": user_dict, "online": True})
 
     def on_disconnect(self, reason=None):
+        self.identities.pop(request.sid, None)
         info, last = self.presence.remove(request.sid)
         if info is not None and last:
             self.emit("presence", {"user": info.user, "online": False})
@@ -92,23 +101,29 @@ class ChatNamespace(GuardedNamespace):
         db.session.rollback()  # a fresh snapshot: the ban may have committed after ours began
         return bool(db.session.scalar(sa.select(User.banned).where(User.id == user_id)))
 
-    def _socket(self) -> SocketInfo:
-        info = self.presence.get(request.sid)
-        if info is None:
+    def _me(self) -> dict:
+        """The USER of this socket, from the socket's own record (no shared-store read)."""
+        identity = self.identities.get(request.sid)
+        if identity is None:
             raise ServiceError("unauthorized", "this socket is not signed in")
-        return info
+        return identity
 
     def _fresh_user(self) -> User:
         """The user as the database has them now (bans and mutes change while connected)."""
-        user = db.session.get(User, self._socket().user_id)
+        user = db.session.get(User, self._me()["id"])
         if user is None:
             raise ServiceError("unauthorized", "this account no longer exists")
         if user.banned:
             raise ServiceError("banned", users.ban_message(user))
         return user
 
-    def _check_send_allowed(self, user: User) -> None:
-        """Mutes answer before rate limits; every attempt counts against the limit."""
+    def _sender(self) -> User:
+        """The user of a `message`, `dm`, `edit`, `delete`, `react` or `upload`, counted against the send limit.
+
+        Every attempt that passes authentication counts, malformed ones included; mutes answer
+        before the rate limit.
+        """
+        user = self._fresh_user()
         within_limit = self.limiter.hit(f"send:{user.id}")
         messages.check_can_post(user)
         if not within_limit:
@@ -116,6 +131,18 @@ class ChatNamespace(GuardedNamespace):
                 "rate_limited",
                 f"slow down: at most {self.limiter.limit} messages in {self.limiter.window:g} seconds",
             )
+        return user
+
+    def _may_create_room(self, user_id: int):
+        def check() -> None:
+            limiter = self.room_creation_limiter
+            if limiter is not None and not limiter.hit(f"rooms:{user_id}"):
+                raise ServiceError(
+                    "rate_limited",
+                    f"at most {limiter.limit} new rooms in {limiter.window / 3600:g} hours; join an existing one",
+                )
+
+        return check
 
     def _session_rooms(self, user_id: int, member_rooms) -> list[dict]:
         """ROOM payloads for ``session``, counting the connecting user online in each member room.
@@ -135,66 +162,74 @@ class ChatNamespace(GuardedNamespace):
         counts = rooms.unread_counts(user_id)
         return {room.name: counts.get(room.name, 0) for room in member_rooms}
 
-    def _broadcast(self, event: str, data: dict, *, to: str, skip_sid=None) -> None:
-        """Emit after a commit: a failed emit is logged, never turned into a failed ack."""
-        try:
-            self.socketio.emit(event, data, to=to, namespace=self.namespace, skip_sid=skip_sid)
-        except Exception:
-            log.exception("could not emit %s to %s", event, to)
+    @staticmethod
+    def _mentions(user_id: int, member_rooms) -> dict[str, int]:
+        counts = messages.mention_counts(user_id)
+        return {room.name: counts.get(room.name, 0) for room in member_rooms}
 
-    def _move_user_sockets(self, user_id: int, name: str, enter: bool) -> None:
-        key = room_key(name)
-        for sid in self.presence.sids_of(user_id):
-            if enter:
-                self.socketio.server.enter_room(sid, key, namespace=self.namespace)
-            else:
-                self.socketio.server.leave_room(sid, key, namespace=self.namespace)
-            info = self.presence.get(sid)
-            if info is not None:
-                names = set(info.rooms)
-                names.add(name) if enter else names.discard(name)
-                self.presence.update(sid, rooms=sorted(names))
+    def _room_payload(self, room) -> dict:
+        return rooms.room_dicts_with_online([room], self.presence.online_counts([room.name]))[0]
 
-    # -- events -------------------------------------------------------------
+    # -- events: rooms --------------------------------------------------------
 
     @event_handler
     def on_join(self, data):
         data = validation.payload(data)
-        info = self._socket()
-        room, _joined = rooms.join_room(info.user_id, data.get("room"))
-        self._move_user_sockets(info.user_id, room.name, enter=True)
+        me = self._me()
+        room, _joined = rooms.join_room(
+            me["id"],
+            data.get("room"),
+            private=data.get("private"),
+            topic=data.get("topic"),
+            may_create=self._may_create_room(me["id"]),
+            actor_sid=request.sid,
+        )
         recent, _has_more = messages.room_history(room.name)
-        [room_dict] = rooms.room_dicts_with_online([room], self.presence.online_counts([room.name]))
-        return {"room": room_dict, "messages": recent}
+        return {"room": self._room_payload(room), "messages": recent}
 
     @event_handler
     def on_leave(self, data):
         data = validation.payload(data)
-        info = self._socket()
-        room = rooms.leave_room(info.user_id, data.get("room"))
-        self._move_user_sockets(info.user_id, room.name, enter=False)
+        rooms.leave_room(self._me()["id"], data.get("room"))
         return None
 
     @event_handler
-    def on_message(self, data):
-        # Every attempt that passes authentication counts against the limit, malformed ones included.
-        user = self._fresh_user()
-        self._check_send_allowed(user)
+    def on_rooms(self, data):
         data = validation.payload(data)
-        posted = messages.post_room_message(user, data.get("room"), data.get("body"), data.get("client_id"))
-        if not posted.duplicate:
-            self._broadcast(
-                "message",
-                posted.message,
-                to=room_key(posted.message["room"]),
-                skip_sid=request.sid,
-            )
+        found = rooms.directory(self._me()["id"], data.get("q"))
+        return {"rooms": rooms.room_dicts_with_online(found, self.presence.online_counts([r.name for r in found]))}
+
+    @event_handler
+    def on_invite(self, data):
+        data = validation.payload(data)
+        room, _invited = rooms.invite(self._me()["id"], data.get("room"), data.get("user"))
+        return {"room": self._room_payload(room)}
+
+    @event_handler
+    def on_topic(self, data):
+        data = validation.payload(data)
+        room = rooms.set_topic(self._me()["id"], data.get("room"), data.get("topic"))
+        return {"room": self._room_payload(room)}
+
+    # -- events: messages -----------------------------------------------------
+
+    @event_handler
+    def on_message(self, data):
+        user = self._sender()
+        data = validation.payload(data)
+        posted = messages.post_room_message(
+            user,
+            data.get("room"),
+            data.get("body"),
+            data.get("client_id"),
+            reply_to=data.get("reply_to"),
+            actor_sid=request.sid,
+        )
         return {"message": posted.message}
 
     @event_handler
     def on_dm(self, data):
-        user = self._fresh_user()
-        self._check_send_allowed(user)
+        user = self._sender()
         data = validation.payload(data)
         # A retry must not depend on its recipient's socket still being there.
         earlier = messages.repeated(user, data.get("client_id"))
@@ -207,38 +242,50 @@ class ChatNamespace(GuardedNamespace):
             if not isinstance(to_sid, str):
                 raise ServiceError("invalid", "to_sid must be a string")
             target = self.presence.get(to_sid)
-            if target is None:
-                raise ServiceError("not_found", "no connected socket with that sid")
-            recipient = db.session.get(User, target.user_id)
+            recipient = db.session.get(User, target.user_id) if target is not None else None
             if recipient is None:
                 raise ServiceError("not_found", "no connected socket with that sid")
         else:
             if not isinstance(to_user, str):
                 raise ServiceError("invalid", "to_user must be a username")
             recipient = users.get_user(to_user)
-        posted = messages.post_direct_message(user, recipient, data.get("body"), data.get("client_id"))
-        if not posted.duplicate:
-            sender_sockets = user_key(user.id)
-            if to_sid is not None:
-                if to_sid != request.sid:  # the sending socket learns of it through the ack
-                    self._broadcast("dm", posted.message, to=to_sid)
-                self._broadcast("dm", posted.message, to=sender_sockets, skip_sid=[request.sid, to_sid])
-            else:
-                self._broadcast(
-                    "dm",
-                    posted.message,
-                    to=user_key(recipient.id),
-                    skip_sid=request.sid,
-                )
-                if recipient.id != user.id:
-                    self._broadcast("dm", posted.message, to=sender_sockets, skip_sid=request.sid)
+        posted = messages.post_direct_message(
+            user,
+            recipient,
+            data.get("body"),
+            data.get("client_id"),
+            to_sid=to_sid,
+            reply_to=data.get("reply_to"),
+            actor_sid=request.sid,
+        )
         return {"message": posted.message}
+
+    @event_handler
+    def on_edit(self, data):
+        user = self._sender()
+        data = validation.payload(data)
+        return {"message": messages.edit_message(user, data.get("id"), data.get("body"), actor_sid=request.sid)}
+
+    @event_handler
+    def on_delete(self, data):
+        user = self._sender()
+        data = validation.payload(data)
+        return {"message": messages.delete_message(user, data.get("id"), actor_sid=request.sid)}
+
+    @event_handler
+    def on_react(self, data):
+        user = self._sender()
+        data = validation.payload(data)
+        message = messages.react(user, data.get("id"), data.get("emoji"), data.get("active"), actor_sid=request.sid)
+        return {"message": message}
 
     @event_handler
     def on_history(self, data):
         data = validation.payload(data)
-        self._socket()
-        page, has_more = messages.room_history(data.get("room"), data.get("before"), data.get("limit"))
+        me = self._me()
+        page, has_more = messages.room_history(
+            data.get("room"), data.get("before"), data.get("limit"), user_id=me["id"]
+        )
         return {"messages": page, "has_more": has_more}
 
     @event_handler
@@ -256,16 +303,20 @@ class ChatNamespace(GuardedNamespace):
     def on_sync(self, data):
         data = validation.payload(data)
         me = self._fresh_user()
+        if "after_rev" in data:
+            page, has_more, rev = messages.sync_changes(me, data.get("after_rev"))
+            return {"messages": page, "has_more": has_more, "rev": rev}
         page, has_more = messages.sync(me, data.get("after"))
         return {"messages": page, "has_more": has_more}
 
     @event_handler
     def on_who(self, data):
         data = validation.payload(data)
-        self._socket()
+        me = self._me()
         sockets = self.presence.all()
         if data.get("room") is not None:
             room = rooms.get_room(data.get("room"))
+            rooms.check_may_read(me["id"], room)
             members = rooms.member_ids([room.id])[room.id]
             sockets = [s for s in sockets if s.user_id in members]
         by_user: dict[int, dict] = {}
@@ -280,23 +331,33 @@ class ChatNamespace(GuardedNamespace):
     @event_handler
     def on_read(self, data):
         data = validation.payload(data)
-        info = self._socket()
+        me = self._me()
+        if "user" in data:
+            if "room" in data:
+                raise ServiceError("invalid", "give one of room and user")
+            other_name = data.get("user")
+            if not isinstance(other_name, str):
+                raise ServiceError("invalid", "user must be a username")
+            other = users.get_user(other_name)
+            marker = messages.mark_dm_read(me["id"], other, data.get("id"))
+            return {"user": other.username, "last_read_id": marker}
         name = validation.room_name(data.get("room"))
-        marker = rooms.mark_read(info.user_id, name, data.get("id"))
+        marker = rooms.mark_read(me["id"], name, data.get("id"))
         return {"room": name, "last_read_id": marker}
 
     @event_handler
     def on_typing(self, data):
         data = validation.payload(data)
-        info = self._socket()
+        me = self._me()
         room = rooms.get_room(data.get("room"))
         active = validation.boolean(data.get("active"), "active")
-        if not rooms.is_member(info.user_id, room.id):
+        if not rooms.is_member(me["id"], room.id):
             raise ServiceError("forbidden", f"join {room.name} first")
-        self._broadcast(
+        self.socketio.emit(
             "typing",
-            {"room": room.name, "user": info.user, "active": active},
+            {"room": room.name, "user": me, "active": active},
             to=room_key(room.name),
+            namespace=self.namespace,
             skip_sid=request.sid,
         )
         return None

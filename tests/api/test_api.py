@@ -184,9 +184,9 @@ def test_rooms_lists_every_room_with_members_and_online(app, client, make_user, 
     assert response.status_code == 200
     assert response.get_json() == {
         "rooms": [
-            {"name": "general", "members": 2, "online": 1},
-            {"name": "random", "members": 1, "online": 1},
-            {"name": "zebra", "members": 1, "online": 0},
+            {"name": "general", "members": 2, "online": 1, "topic": "", "private": False},
+            {"name": "random", "members": 1, "online": 1, "topic": "", "private": False},
+            {"name": "zebra", "members": 1, "online": 0, "topic": "", "private": False},
         ]
     }
 
@@ -209,6 +209,7 @@ def post_many(app, count: int, room: str = "general") -> list[int]:
             Message(sender_id=writer.id, room_id=target.id, body=f"m{i}", created_at=utcnow()) for i in range(count)
         ]
         for row in rows:
+            row.rev = messages.next_rev(db.session)
             db.session.add(row)
             db.session.flush()
         db.session.commit()
@@ -244,6 +245,12 @@ def test_room_messages_carry_the_message_shape(app, client, reader):
         "client_id": None,
         "created_at": message["created_at"],
         "deleted": False,
+        "rev": message["rev"],
+        "edited_at": None,
+        "reply_to": None,
+        "mentions": [],
+        "reactions": [],
+        "attachments": [],
     }
 
 

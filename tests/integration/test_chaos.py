@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import gc
 import os
 import random
+import threading
 import time
 
 import pytest
@@ -14,6 +14,7 @@ from tests.client.harness import (
     ENGINEIO_LEAKED_WEBSOCKET,
     DroppingProxy,
     assert_all_converge,
+    close_and_collect,
     essentials,
     seed_accounts,
     stored_messages,
@@ -40,6 +41,7 @@ def test_every_client_ends_with_the_stored_history_through_random_drops(live_ser
     print(f"chaos seed {seed} (set CHAOS_SEED={seed} to replay the same drop decisions)")
     rng = random.Random(seed)
 
+    threads_before = set(threading.enumerate())
     server = live_server_factory(env=SERVER_ENV)
     accounts = seed_accounts(server, CLIENTS, prefix="chaos", rooms=(ROOM,))
     proxies = [DroppingProxy(server.port) for _ in accounts]
@@ -89,11 +91,7 @@ def test_every_client_ends_with_the_stored_history_through_random_drops(live_ser
 
         rows = stored_messages(server.database_url)
     finally:
-        for client in clients:
-            client.close()
-        for proxy in proxies:
-            proxy.close()
-        gc.collect()
+        close_and_collect(clients, proxies, threads_before)
 
     # Exactly once: each client_id stored once, the sender's messages in the order they were sent.
     assert len(expected) == CLIENTS * MESSAGES_EACH

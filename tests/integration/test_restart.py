@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import gc
+import threading
 import time
 
 import pytest
@@ -11,6 +11,7 @@ from app.client import SwitchboardClient
 from tests.client.harness import (
     ENGINEIO_LEAKED_WEBSOCKET,
     assert_all_converge,
+    close_and_collect,
     essentials,
     seed_accounts,
     stored_messages,
@@ -27,6 +28,7 @@ WAIT_SECONDS = 60
 @pytest.mark.timeout(200)
 @pytest.mark.filterwarnings(ENGINEIO_LEAKED_WEBSOCKET)
 def test_acked_messages_survive_sigkill_and_every_client_converges_after_restart(live_server_factory):
+    threads_before = set(threading.enumerate())
     server = live_server_factory(env=SERVER_ENV)
     accounts = seed_accounts(server, len(TRANSPORTS), prefix="restart", rooms=(ROOM,))
     clients = [
@@ -66,9 +68,7 @@ def test_acked_messages_survive_sigkill_and_every_client_converges_after_restart
 
         rows = stored_messages(server.database_url)
     finally:
-        for client in clients:
-            client.close()
-        gc.collect()
+        close_and_collect(clients, threads_before=threads_before)
 
     assert len(expected) == total
     for account, client in zip(accounts, clients, strict=True):

@@ -30,6 +30,7 @@ def store_room_messages(sender, room_name: str, count: int) -> list[int]:
     room = rooms.find_room(room_name)
     rows = [Message(sender_id=sender.id, room_id=room.id, body=f"m{i}", created_at=utcnow()) for i in range(count)]
     for row in rows:
+        row.rev = messages.next_rev(db.session)
         db.session.add(row)
         db.session.flush()  # one by one, so ids follow list order
     db.session.commit()
@@ -71,6 +72,12 @@ def test_posted_message_has_the_message_shape_and_a_trimmed_body(ann):
         "client_id": "c-1",
         "created_at": message["created_at"],
         "deleted": False,
+        "rev": message["rev"],
+        "edited_at": None,
+        "reply_to": None,
+        "mentions": [],
+        "reactions": [],
+        "attachments": [],
     }
     assert isinstance(message["id"], int)
     assert message["created_at"].endswith("Z")
@@ -351,8 +358,10 @@ def test_sync_returns_at_most_500_with_has_more(ann, bob):
                 created_at=utcnow(),
             )
         )
-        db.session.add_all(rows[-2:])
-        db.session.flush()
+        for row in rows[-2:]:
+            row.rev = messages.next_rev(db.session)
+            db.session.add(row)
+            db.session.flush()
     db.session.commit()
     posted = [row.id for row in rows]
     page, has_more = messages.sync(ann, 0)

@@ -116,7 +116,7 @@ def test_refused_actions_change_nothing_and_log_nothing(ctx, admin, member, acti
         lambda admin_id: moderation.mute_user(admin_id, "alice"),
         lambda admin_id: moderation.unmute_user(admin_id, "alice"),
         lambda admin_id: moderation.announce(admin_id, "hello"),
-        lambda admin_id: moderation.record_kick(admin_id, "abc", "alice"),
+        lambda admin_id: moderation.kick(admin_id, "abc", "alice"),
     ],
 )
 def test_only_a_current_admin_can_act(ctx, make_user, member, action):

@@ -75,11 +75,16 @@ def libpq(url: str) -> str:
 
 
 def raw_insert_holding_lock(connection: psycopg.Connection, sender_id: int, room_id: int) -> int:
-    """What another server process does: take the message lock, insert, not commit yet."""
+    """What another server process does: take the message lock, insert, not commit yet.
+
+    Its rev is taken far ahead, so that the negative control below (a writer that skips the
+    lock) is about ids alone and does not block on the unique rev the two would otherwise share.
+    """
     connection.execute("SELECT pg_advisory_xact_lock(%s)", (MESSAGE_LOCK_KEY,))
     return connection.execute(
-        "INSERT INTO messages (room_id, sender_id, body, created_at, deleted)"
-        " VALUES (%s, %s, 'from another process', now(), false) RETURNING id",
+        "INSERT INTO messages (room_id, sender_id, body, created_at, deleted, rev)"
+        " VALUES (%s, %s, 'from another process', now(), false, (SELECT COALESCE(MAX(rev), 0) + 1000 FROM messages))"
+        " RETURNING id",
         (room_id, sender_id),
     ).fetchone()[0]
 
@@ -153,8 +158,8 @@ def test_sqlite_writer_waits_for_another_process_and_ids_stay_in_commit_order(ap
     try:
         other_process.execute("BEGIN IMMEDIATE")
         earlier_id = other_process.execute(
-            "INSERT INTO messages (room_id, sender_id, body, created_at, deleted)"
-            " VALUES (?, ?, 'from another process', datetime('now'), 0) RETURNING id",
+            "INSERT INTO messages (room_id, sender_id, body, created_at, deleted, rev)"
+            " VALUES (?, ?, 'from another process', datetime('now'), 0, (SELECT COALESCE(MAX(rev), 0) + 1 FROM messages)) RETURNING id",
             (room_id, user_id),
         ).fetchone()[0]
         writer = WriterThread(
@@ -186,8 +191,8 @@ def test_sqlite_a_write_after_a_stale_read_is_locked_out_but_write_transaction_s
     def insert_from_another_process() -> None:
         other = sqlite3.connect(path, isolation_level=None, timeout=WAIT_SECONDS)
         other.execute(
-            "INSERT INTO messages (room_id, sender_id, body, created_at, deleted)"
-            " VALUES (?, ?, 'other', datetime('now'), 0)",
+            "INSERT INTO messages (room_id, sender_id, body, created_at, deleted, rev)"
+            " VALUES (?, ?, 'other', datetime('now'), 0, (SELECT COALESCE(MAX(rev), 0) + 1 FROM messages))",
             (room_id, user_id),
         )
         other.close()
@@ -199,8 +204,8 @@ def test_sqlite_a_write_after_a_stale_read_is_locked_out_but_write_transaction_s
         insert_from_another_process()
         with pytest.raises(sqlite3.OperationalError, match="database is locked"):
             stale.execute(
-                "INSERT INTO messages (room_id, sender_id, body, created_at, deleted)"
-                " VALUES (?, ?, 'stale', datetime('now'), 0)",
+                "INSERT INTO messages (room_id, sender_id, body, created_at, deleted, rev)"
+                " VALUES (?, ?, 'stale', datetime('now'), 0, (SELECT COALESCE(MAX(rev), 0) + 1 FROM messages))",
                 (room_id, user_id),
             )
     finally:

@@ -117,6 +117,6 @@ def test_room_dicts_count_members_and_online_members(ann):
     rooms.join_room(ann.id, "random")
     listed = rooms.room_dicts(rooms.all_rooms(), online_user_ids={bob.id})
     assert listed == [
-        {"name": "general", "members": 2, "online": 1},
-        {"name": "random", "members": 1, "online": 0},
+        {"name": "general", "members": 2, "online": 1, "topic": "", "private": False},
+        {"name": "random", "members": 1, "online": 0, "topic": "", "private": False},
     ]

@@ -172,8 +172,8 @@ def test_stats_counts_users_sockets_rooms_and_recent_messages(app, socket_client
     assert stats["sockets"] == 3
     assert stats["messages_last_minute"] == 1
     assert stats["rooms"] == [
-        {"name": "general", "members": 3, "online": 2},
-        {"name": "lobby", "members": 1, "online": 1},
+        {"name": "general", "members": 3, "online": 2, "topic": "", "private": False},
+        {"name": "lobby", "members": 1, "online": 1, "topic": "", "private": False},
     ]
     assert audit_actions(app) == []
 

@@ -62,7 +62,7 @@ def test_connect_with_the_login_cookie_sends_session(socket_client, make_user):
     [session] = received(sio, "session")
     assert session["user"] == ann.to_dict()
     assert isinstance(session["sid"], str) and session["sid"]
-    assert session["rooms"] == [{"name": "general", "members": 1, "online": 1}]
+    assert session["rooms"] == [{"name": "general", "members": 1, "online": 1, "topic": "", "private": False}]
 
 
 def test_connect_with_a_token(app, make_user):
@@ -85,8 +85,8 @@ def test_session_lists_persisted_memberships_with_counts(socket_client, make_use
     again = socket_client(ann)
     [session] = received(again, "session")
     assert session["rooms"] == [
-        {"name": "general", "members": 2, "online": 2},
-        {"name": "random", "members": 1, "online": 1},
+        {"name": "general", "members": 2, "online": 2, "topic": "", "private": False},
+        {"name": "random", "members": 1, "online": 1, "topic": "", "private": False},
     ]
 
 

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from app.extensions import db, socketio
 from app.models import Message, utcnow
-from app.services import rooms, users
+from app.services import messages, rooms, users
 
 
 def received(sio, name: str) -> list:
@@ -78,7 +78,7 @@ def frozen_clock():
 def test_join_creates_the_room_and_answers_room_and_messages(open_tab, make_user):
     tab = open_tab(make_user("ann"))
     ack = tab.send("join", {"room": "random"})
-    assert ack == {"ok": True, "room": {"name": "random", "members": 1, "online": 1}, "messages": []}
+    assert ack == {"ok": True, "room": {"name": "random", "members": 1, "online": 1, "topic": "", "private": False}, "messages": []}
 
 
 def test_join_answers_the_last_50_messages_oldest_first(app, open_tab, make_user):
@@ -88,6 +88,7 @@ def test_join_answers_the_last_50_messages_oldest_first(app, open_tab, make_user
         general = rooms.find_room("general")
         rows = [Message(sender_id=writer.id, room_id=general.id, body=f"m{i}", created_at=utcnow()) for i in range(55)]
         for row in rows:
+            row.rev = messages.next_rev(db.session)
             db.session.add(row)
             db.session.flush()
         db.session.commit()
@@ -96,7 +97,7 @@ def test_join_answers_the_last_50_messages_oldest_first(app, open_tab, make_user
     ack = tab.send("join", {"room": "general"})
     assert ack["ok"] is True
     assert [m["id"] for m in ack["messages"]] == posted[-50:]
-    assert ack["room"] == {"name": "general", "members": 2, "online": 1}
+    assert ack["room"] == {"name": "general", "members": 2, "online": 1, "topic": "", "private": False}
     assert ann.username == ack["messages"][0]["sender"]["username"]
 
 
