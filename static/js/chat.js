@@ -351,9 +351,7 @@ function route() {
       name = "";
     }
     if (match[1] === "room" && ROOM_NAME.test(name)) target = getConversation("room", name);
-    if (match[1] === "dm" && USERNAME.test(name) && name.toLowerCase() !== me.username.toLowerCase()) {
-      target = getConversation("dm", name);
-    }
+    if (match[1] === "dm" && USERNAME.test(name)) target = getConversation("dm", name);
   }
   openConversation(target || getConversation("room", GENERAL));
   closeSidebar({ focusComposer: false });
@@ -1624,10 +1622,6 @@ $("dm-form").addEventListener("submit", async (event) => {
   error.textContent = "";
   if (!USERNAME.test(name)) {
     error.textContent = "Usernames are 3-32 characters: letters A-Z, digits, _ . -";
-    return;
-  }
-  if (name.toLowerCase() === me.username.toLowerCase()) {
-    error.textContent = "That is you: pick someone else.";
     return;
   }
   if (!state.ready) {
