@@ -1096,6 +1096,7 @@ function renderCharCount() {
 
 let suggestionIndex = 0;
 let suggestionMatch = null;
+let suggestionMoved = false; // the reader picked with the arrow keys
 
 function updateSuggestions() {
   const match = mentionAtCaret(ui.input.value, ui.input.selectionStart);
@@ -1106,6 +1107,7 @@ function updateSuggestions() {
   const query = match.query.toLowerCase();
   const names = peopleNames()
     .filter((name) => name.toLowerCase().startsWith(query))
+    .sort((a, b) => (b.toLowerCase() === query) - (a.toLowerCase() === query))
     .slice(0, 6);
   if (!names.length) {
     closeSuggestions();
@@ -1139,6 +1141,7 @@ function updateSuggestions() {
 }
 
 function moveSuggestion(step) {
+  suggestionMoved = true;
   const options = ui.suggestions.querySelectorAll("li");
   suggestionIndex = (suggestionIndex + step + options.length) % options.length;
   options.forEach((option, index) => option.setAttribute("aria-selected", String(index === suggestionIndex)));
@@ -1165,6 +1168,7 @@ function closeSuggestions() {
   ui.suggestions.replaceChildren();
   suggestionMatch = null;
   suggestionIndex = 0;
+  suggestionMoved = false;
   ui.input.setAttribute("aria-expanded", "false");
   ui.input.removeAttribute("aria-activedescendant");
   return wasOpen;
@@ -1772,12 +1776,16 @@ ui.input.addEventListener("keydown", (event) => {
       moveSuggestion(event.key === "ArrowDown" ? 1 : -1);
       return;
     }
-    if (event.key === "Enter" || event.key === "Tab") {
+    const selected = ui.suggestions.querySelector('[aria-selected="true"]');
+    // A name typed out in full is sent as it is on Enter; Tab (or a choice made with the arrows) completes.
+    const typedInFull =
+      suggestionMatch && !suggestionMoved && selected?.dataset.name.toLowerCase() === suggestionMatch.query.toLowerCase();
+    if ((event.key === "Enter" && !event.shiftKey && !typedInFull) || event.key === "Tab") {
       event.preventDefault();
-      const selected = ui.suggestions.querySelector('[aria-selected="true"]');
       if (selected) acceptSuggestion(selected.dataset.name);
       return;
     }
+    if (event.key === "Enter") closeSuggestions();
     if (event.key === "Escape") {
       event.preventDefault();
       event.stopPropagation();
