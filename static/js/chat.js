@@ -1136,7 +1136,6 @@ function updateSuggestions() {
     ),
   );
   ui.suggestions.hidden = false;
-  ui.input.setAttribute("aria-expanded", "true");
   ui.input.setAttribute("aria-activedescendant", `mention-option-${suggestionIndex}`);
 }
 
@@ -1169,7 +1168,6 @@ function closeSuggestions() {
   suggestionMatch = null;
   suggestionIndex = 0;
   suggestionMoved = false;
-  ui.input.setAttribute("aria-expanded", "false");
   ui.input.removeAttribute("aria-activedescendant");
   return wasOpen;
 }
