@@ -1251,6 +1251,8 @@ socket.on("session", async (session) => {
   setStatus("connected", "Connected");
   // Errors from before this connection no longer hold.
   ui.listError.textContent = "";
+  ui.createMissingError.textContent = "";
+  roomsError.textContent = "";
   state.rooms = new Set(session.rooms.map((room) => room.name));
   for (const room of session.rooms) noteRoom(room);
   for (const conversation of state.conversations.values()) {
@@ -1278,6 +1280,11 @@ socket.on("session", async (session) => {
   const reconnect = state.connectedBefore;
   state.connectedBefore = true;
   try {
+    // What was typed into a room before the connection came up needs the membership first.
+    const conversation = state.current;
+    if (conversation.kind === "room" && !state.rooms.has(conversation.name)) {
+      await enterExistingRoom(conversation, epoch);
+    }
     if (epoch !== state.epoch) return;
     flushOutbox();
     // Id 0 is a real cursor (everything), so "no cursor yet" is null.

@@ -138,8 +138,16 @@ def test_a_dm_sent_while_offline_is_listed_and_badged_on_sign_in_in_a_fresh_brow
     expect(page.locator(".new-divider")).to_have_text("New messages")
     expect(entry.locator(".unread")).to_have_count(0)
     expect(composer(page)).to_be_focused()
+    expect(entry).to_have_attribute("data-last-read", re.compile(r"\d+"))
     send(page, "back now")
     expect(message(page, "back now")).to_have_attribute("data-status", "sent")
+    # The read marker is stored: after a reload only carol's conversation is unread.
+    page.goto("/")
+    wait_connected(page)
+    expect(entry.get_by_role("link")).to_be_visible()
+    expect(entry.locator(".unread")).to_have_count(0)
+    expect(page.locator(f'#dm-list li[data-user="{carol.username}"] .unread')).to_have_text("1")
+    expect(page.locator("#dm-list li").first).to_have_attribute("data-user", bob.username)
 
 
 def test_a_new_message_can_go_to_someone_who_is_not_online(shared_server, make_context, bots):
