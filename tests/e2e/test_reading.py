@@ -166,3 +166,24 @@ def test_a_kicked_user_sees_why_can_reconnect_and_a_banned_one_sees_the_ban(shar
     expect(screen).to_contain_text("Your account has been banned")
     expect(screen.get_by_role("button", name="Reconnect")).to_be_hidden()
     expect(composer(page)).to_be_disabled()
+
+
+def test_the_newest_message_stays_in_view_when_the_window_shrinks(shared_server, make_context, bots, artifacts_dir):
+    context = make_context(shared_server.url, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    page, _ann = chat_user(context, "ann")
+    bob = bots()
+    room = new_username("shrink")
+    bob.call("join", {"room": room})
+    join_room(page, room)
+    for n in range(15):
+        bob.say(room, f"line {n:02d} " + "words " * 12, client_id=new_username("c"))
+    newest = page.locator("#messages > li[data-id]").last
+    expect(newest).to_contain_text("line 14")
+    expect(newest).to_be_in_viewport()
+
+    page.set_viewport_size({"width": 390, "height": 480})  # as when the on-screen keyboard opens
+    expect(newest).to_be_in_viewport()
+    header = page.locator(".conversation-header").bounding_box()
+    assert header["height"] < 60, header
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+    page.screenshot(path=str(artifacts_dir / "chat-page-phone-short.png"))
