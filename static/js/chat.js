@@ -1932,5 +1932,7 @@ window.addEventListener("pagehide", () => state.current && saveDraft(state.curre
 
 for (const entry of outbox.all()) getConversation(entry.kind, entry.to);
 if (outbox.all().some((entry) => entry.status === "waiting")) startCountdowns();
+// The composer shows only once this script handles it, so nothing typed before is lost.
+ui.composer.hidden = false;
 route();
 renderOnline();
