@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # Switchboard production image: gunicorn with one gevent-websocket worker per container.
 # Run several containers behind nginx (deploy/nginx.conf) to scale out; see docker-compose.yml.
 
@@ -48,7 +47,8 @@ ENV SWITCHBOARD_ENV=production \
     WEB_CONCURRENCY=1 \
     FLASK_APP=wsgi
 
-USER switchboard
+# Numeric, so a runtime can verify it is not root (Kubernetes runAsNonRoot).
+USER 10001:10001
 EXPOSE 5000
 
 # OCI images have no health check: with buildah or podman, build with --format docker to keep it.

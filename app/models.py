@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from flask import current_app, has_app_context
@@ -10,6 +11,12 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from app.extensions import db
+
+if TYPE_CHECKING:
+    # Flask-SQLAlchemy builds db.Model at run time from this declarative base.
+    from app.extensions import Base as Model
+else:
+    Model = db.Model
 
 
 def utcnow() -> datetime:
@@ -21,7 +28,7 @@ def isoformat(moment: datetime) -> str:
     return moment.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
-class User(db.Model):
+class User(Model):
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -62,7 +69,7 @@ class User(db.Model):
         return {"id": self.id, "username": self.username, "is_admin": self.is_admin}
 
 
-class Room(db.Model):
+class Room(Model):
     __tablename__ = "rooms"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -76,7 +83,7 @@ class Room(db.Model):
     memberships: Mapped[list[RoomMembership]] = relationship(back_populates="room", cascade="all, delete-orphan")
 
 
-class RoomMembership(db.Model):
+class RoomMembership(Model):
     __tablename__ = "room_memberships"
 
     user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
@@ -89,7 +96,7 @@ class RoomMembership(db.Model):
     room: Mapped[Room] = relationship(back_populates="memberships")
 
 
-class Message(db.Model):
+class Message(Model):
     """A room message (room_id set) or a direct message (recipient_id set)."""
 
     __tablename__ = "messages"
@@ -149,7 +156,7 @@ class Message(db.Model):
         }
 
 
-class Reaction(db.Model):
+class Reaction(Model):
     """One user's emoji on one message; the row's id orders emoji by first use."""
 
     __tablename__ = "message_reactions"
@@ -164,7 +171,7 @@ class Reaction(db.Model):
     user: Mapped[User] = relationship(lazy="joined", innerjoin=True)
 
 
-class Mention(db.Model):
+class Mention(Model):
     """A user named with @ in a message; read by `mentions` unread counts per room."""
 
     __tablename__ = "message_mentions"
@@ -177,7 +184,7 @@ class Mention(db.Model):
     user: Mapped[User] = relationship(lazy="joined", innerjoin=True)
 
 
-class DirectReadMarker(db.Model):
+class DirectReadMarker(Model):
     """How far a user has read their direct conversation with another user."""
 
     __tablename__ = "dm_read_markers"
@@ -195,7 +202,7 @@ def reaction_summary(reactions: list[Reaction]) -> list[dict]:
     return [{"emoji": emoji, "count": len(names), "users": names} for emoji, names in by_emoji.items()]
 
 
-class AuditEntry(db.Model):
+class AuditEntry(Model):
     __tablename__ = "audit_log"
 
     id: Mapped[int] = mapped_column(primary_key=True)

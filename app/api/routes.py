@@ -38,14 +38,15 @@ def token_required(view):
 @bp.post("/api/register")
 def register():
     data = json_body()
-    user = users.register_user(data.get("username"), data.get("password"))
+    user = users.sign_up(data.get("username"), data.get("password"))
     return jsonify({"user": user.to_dict()}), 201
 
 
 @bp.post("/api/token")
 def token():
     data = json_body()
-    user = users.authenticate(data.get("username"), data.get("password"))
+    throttle = current_app.extensions["switchboard.signin_throttle"]
+    user = throttle.authenticate(data.get("username"), data.get("password"), request.remote_addr)
     return jsonify(
         users.issue_token(
             user,

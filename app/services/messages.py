@@ -17,6 +17,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import cast
 
 import sqlalchemy as sa
 import sqlalchemy.orm
@@ -140,7 +141,7 @@ def _insert(session, batch: list[Draft]) -> list[tuple[dict, bool]]:
     stored = _stored_by_client_id(session, batch)
     users, room_names = _related(session, batch)
     answers: list[tuple[dict, bool] | None] = [None] * len(batch)
-    first_with_key: dict[tuple[int, str], int] = {}
+    first_with_key: dict[tuple[int, str | None], int] = {}
     new_rows: list[tuple[int, dict]] = []
     for index, draft in enumerate(batch):
         key = (draft.sender_id, draft.client_id)
@@ -171,7 +172,7 @@ def _insert(session, batch: list[Draft]) -> list[tuple[dict, bool]]:
         first_rev = next_rev(session)
         for offset, (_, row) in enumerate(new_rows):
             row["rev"] = first_rev + offset
-        table = Message.__table__
+        table = cast(sa.Table, Message.__table__)
         statement = sa.insert(table).returning(table.c.id, sort_by_parameter_order=True)
         ids = session.execute(statement, [row for _, row in new_rows]).scalars().all()
         mention_rows = [
@@ -180,15 +181,16 @@ def _insert(session, batch: list[Draft]) -> list[tuple[dict, bool]]:
             for position, (user_id, _name) in enumerate(batch[index].mentions)
         ]
         if mention_rows:
-            session.execute(sa.insert(Mention.__table__), mention_rows)
+            session.execute(sa.insert(cast(sa.Table, Mention.__table__)), mention_rows)
         for (index, row), message_id in zip(new_rows, ids, strict=True):
             mentioned = [name for _, name in batch[index].mentions]
             answers[index] = (_message_dict(message_id, row, users, room_names, mentioned), False)
     for index, draft in enumerate(batch):
         if answers[index] is None:
             first = answers[first_with_key[(draft.sender_id, draft.client_id)]]
+            assert first is not None
             answers[index] = (first[0], True)
-    return answers
+    return [answer for answer in answers if answer is not None]
 
 
 def next_rev(session) -> int:
@@ -261,7 +263,7 @@ def check_can_post(user: User) -> None:
     """Banned and muted users may not post; the one place those refusals are worded."""
     if user.banned:
         raise ServiceError("banned", "this account is banned")
-    if user.is_muted():
+    if user.muted_until is not None and user.is_muted():
         raise ServiceError(
             "muted",
             f"you are muted until {user.muted_until.isoformat(timespec='seconds')}Z",
@@ -279,9 +281,8 @@ def repeated(user: User, client_id) -> Posted | None:
         return None
     # The id alone first: the full row, with its joined sender, recipient and room, only for a repeat.
     stored_id = db.session.scalar(sa.select(Message.id).where(Message.sender_id == user.id, Message.client_id == cid))
-    if stored_id is None:
-        return None
-    return Posted(db.session.get(Message, stored_id).to_dict(), True)
+    stored = db.session.get(Message, stored_id) if stored_id is not None else None
+    return Posted(stored.to_dict(), True) if stored is not None else None
 
 
 def find_mentions(body: str) -> list[tuple[int, str]]:
@@ -366,17 +367,11 @@ def _room_members(room_id: int, user_ids: set[int]) -> set[int]:
     return set(db.session.scalars(stmt))
 
 
-def _publish_mentions(message: dict, user_ids: set[int]) -> None:
-    """`mention` to mentioned members of the message's room, never to its sender."""
-    if message["room"] is None:
-        return
-    user_ids = user_ids - {message["sender"]["id"]}
-    if not user_ids:
-        return
-    room = db.session.scalar(sa.select(Room.id).where(Room.name == message["room"]))
-    members = _room_members(room, user_ids) if room is not None else set()
-    if members:
-        notifier().to_users(members, "mention", {"message": message})
+def _publish_mentions(message: dict, member_ids: set[int]) -> None:
+    """`mention` to the mentioned members of the message's room (read before the commit), never to its sender."""
+    recipients = member_ids - {message["sender"]["id"]}
+    if message["room"] is not None and recipients:
+        notifier().to_users(recipients, "mention", {"message": message})
 
 
 def post_room_message(user: User, room_name, body, client_id=None, *, reply_to=None, actor_sid=None) -> Posted:
@@ -391,6 +386,7 @@ def post_room_message(user: User, room_name, body, client_id=None, *, reply_to=N
         raise ServiceError("forbidden", f"join {room.name} before posting to it")
     reply_to_id = _reply_target(reply_to, room_id=room.id)
     mentions = find_mentions(text)
+    mentioned_members = _room_members(room.id, {user_id for user_id, _ in mentions} - {user.id})
     # Read before the commit expires them: nothing after the write goes back to the database.
     room_name = room.name
     posted = writer.write(
@@ -407,7 +403,7 @@ def post_room_message(user: User, room_name, body, client_id=None, *, reply_to=N
     )
     if not posted.duplicate:
         notifier().to_room(room_name, "message", posted.message, skip_sid=actor_sid)
-        _publish_mentions(posted.message, {user_id for user_id, _ in mentions})
+        _publish_mentions(posted.message, mentioned_members)
     return posted
 
 
@@ -479,6 +475,8 @@ def edit_message(user: User, message_id, body, *, actor_sid=None) -> dict:
         if message.body == text:
             return message.to_dict()
         before = {mention.user_id for mention in message.mentioned}
+        added = {user_id for user_id, _ in mentions} - before - {user.id}
+        mentioned_members = _room_members(message.room_id, added) if message.room_id is not None else set()
         message.body = text
         message.edited_at = utcnow()
         message.rev = next_rev(session)
@@ -489,7 +487,7 @@ def edit_message(user: User, message_id, body, *, actor_sid=None) -> dict:
         session.flush()
         payload = message.to_dict()
     publish_update(payload, actor_sid=actor_sid)
-    _publish_mentions(payload, {user_id for user_id, _ in mentions} - before)
+    _publish_mentions(payload, mentioned_members)
     return payload
 
 

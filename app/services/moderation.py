@@ -37,7 +37,7 @@ def user_summary(user: User) -> dict:
         **user.to_dict(),
         "banned": user.banned,
         "ban_reason": user.ban_reason,
-        "muted_until": isoformat(user.muted_until) if user.is_muted() else None,
+        "muted_until": isoformat(user.muted_until) if user.muted_until is not None and user.is_muted() else None,
     }
 
 

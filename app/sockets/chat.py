@@ -103,7 +103,7 @@ class ChatNamespace(GuardedNamespace):
 
     def _me(self) -> dict:
         """The USER of this socket, from the socket's own record (no shared-store read)."""
-        identity = self.identities.get(request.sid)
+        identity = self.identities.get(request.sid)  # type: ignore[attr-defined]  # set by Flask-SocketIO
         if identity is None:
             raise ServiceError("unauthorized", "this socket is not signed in")
         return identity

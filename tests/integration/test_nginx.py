@@ -235,3 +235,10 @@ def test_the_origin_check_still_holds_through_nginx(proxy, origin, status):
     headers = {} if origin is None else {"Origin": proxy.url if origin == "self" else origin}
     handshake = requests.get(f"{proxy.url}/socket.io/?EIO=4&transport=polling", headers=headers, timeout=10)
     assert handshake.status_code == status, handshake.text
+
+
+def test_metrics_are_not_served_through_nginx(proxy):
+    """Scrapes go to each instance; through nginx every request would come from nginx's own address."""
+    assert requests.get(f"{proxy.url}/metrics", timeout=10).status_code == 404
+    direct = requests.get(f"{proxy.servers[0].url}/metrics", timeout=10)
+    assert direct.status_code == 200 and "switchboard_sockets_connected" in direct.text
