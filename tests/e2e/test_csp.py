@@ -1,51 +1,29 @@
-"""The chat page works under a strict Content-Security-Policy: no inline script, style or handlers."""
+"""The chat page's interactive parts (dialogs, reactions, Markdown, theme) raise no CSP violation."""
 
 from __future__ import annotations
 
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.pages import chat_user, composer, join_room, message, new_username, send, show_sidebar, wait_connected
+from tests.e2e.pages import chat_user, composer, join_room, message, new_username, send, show_sidebar
 
 pytestmark = pytest.mark.e2e
 
-POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
-)
+# Runs before any page script and is not subject to the page's policy.
+RECORD_VIOLATIONS = """
+window.cspViolations = [];
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.cspViolations.push(`${event.violatedDirective} blocked ${event.blockedURI || "inline"}`);
+});
+"""
 
 
-def with_policy(route):
-    """Serve the page as the server does, with the strict policy added to every document."""
-    response = route.fetch(max_redirects=0)
-    headers = {**response.headers, "content-security-policy": POLICY}
-    route.fulfill(response=response, headers=headers)
-
-
-def test_everything_on_the_chat_page_runs_under_a_strict_policy(shared_server, make_context):
+def test_everything_on_the_chat_page_runs_under_the_servers_policy(shared_server, make_context):
     context = make_context(shared_server.url)
-    context.route(lambda url: "/socket.io/" not in url and "/static/" not in url, with_policy)
-    violations = []
-    context.on("console", lambda msg: violations.append(msg.text) if "Content Security Policy" in msg.text else None)
+    context.add_init_script(RECORD_VIOLATIONS)
     page, _ann = chat_user(context, "ann")
-    page.on("pageerror", lambda error: violations.append(str(error)))
-    # A redirect followed by the browser is not routed again: load the chat page itself.
-    page.goto("/")
-    wait_connected(page)
-    probe = """() => new Promise((resolve) => {
-        document.addEventListener('securitypolicyviolation', (e) => resolve(e.violatedDirective), { once: true });
-        const probe = document.createElement('div');
-        probe.setAttribute('style', 'color: red');
-        document.body.append(probe);
-        setTimeout(() => resolve('no violation'), 2000);
-    })"""
-    assert page.evaluate(probe).startswith("style-src"), "the policy is not in force"
-    page.evaluate("() => document.querySelectorAll('div[style]').forEach((node) => node.remove())")
-    page.evaluate(
-        "() => { window.cspViolations = []; document.addEventListener('securitypolicyviolation',"
-        " (e) => window.cspViolations.push(e.violatedDirective + ' ' + e.blockedURI)); }"
-    )
-    violations.clear()
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
     room = new_username("csp")
 
     join_room(page, room)
@@ -62,6 +40,12 @@ def test_everything_on_the_chat_page_runs_under_a_strict_policy(shared_server, m
     expect(composer(page)).to_be_focused()
     page.get_by_role("button", name="Dark mode").click()
     expect(page.locator("html")).to_have_attribute("data-theme", "dark")
-
-    assert violations == []
     assert page.evaluate("() => window.cspViolations") == []
+    assert errors == []
+
+    # The check can fail: an inline style attribute is reported.
+    page.evaluate(
+        "() => { const probe = document.createElement('div'); probe.setAttribute('style', 'color: red'); document.body.append(probe); }"
+    )
+    page.wait_for_function("() => window.cspViolations.length > 0")
+    assert page.evaluate("() => window.cspViolations")[0].startswith("style-src")
