@@ -244,7 +244,7 @@ function sidebarItem(conversation) {
   const link = el(
     "a",
     { href: conversation.hash, "aria-current": current ? "page" : null },
-    conversation.room?.private ? el("span", { className: "lock", "aria-hidden": "true", title: "Private" }, "🔒") : null,
+    conversation.room?.private ? el("span", { className: "lock", "aria-hidden": "true", title: "Private" }) : null,
     el("span", { className: "conversation-name" }, conversation.title),
     conversation.room?.private ? el("span", { className: "visually-hidden" }, " (private)") : null,
   );
@@ -1541,7 +1541,7 @@ function roomResult(room) {
       el(
         "span",
         { className: "room-result-name" },
-        room.private ? el("span", { className: "lock", "aria-hidden": "true" }, "🔒 ") : null,
+        room.private ? el("span", { className: "lock", "aria-hidden": "true" }) : null,
         `#${room.name}`,
         room.private ? el("span", { className: "visually-hidden" }, " (private)") : null,
       ),

@@ -162,7 +162,7 @@ def test_private_rooms_invitations_and_topics(shared_server, make_context, artif
 
     join_room(ann_page, room, private=True)
     link = ann_page.locator("#room-list").get_by_role("link", name=re.compile(rf"#{room}"))
-    expect(link).to_contain_text("🔒")
+    expect(link.locator(".lock")).to_be_visible()
     expect(link).to_have_accessible_name(re.compile(r"\(private\)"))
 
     show_sidebar(bob_page)
