@@ -170,7 +170,10 @@ const markdown = createMarkdown(MarkdownIt);
 const params = new URLSearchParams(location.search);
 const socket = io(params.get("transport") === "polling" ? { transports: ["polling"] } : {});
 let adminSocket = null;
-window.switchboard = { socket, state, outbox, me };
+// Other scripts of the page (file uploads, search) reach the chat through this object.
+// hooks.takeAttachments(conversation) answers the ATTACHMENT ids to send with the next message.
+const hooks = {};
+window.switchboard = { socket, state, outbox, me, hooks };
 
 const list = new MessageList({
   scroller: ui.scroller,
@@ -781,16 +784,18 @@ function composeAndSend() {
   const conversation = state.current;
   if (conversation.missing || ui.input.disabled) return;
   const body = ui.input.value.trim();
-  if (!body) return;
   if (body.length > BODY_LIMIT) {
     renderCharCount();
     return;
   }
+  const attachments = typeof hooks.takeAttachments === "function" ? hooks.takeAttachments(conversation) || [] : [];
+  if (!body && !attachments.length) return;
   const entry = outbox.add({
     client_id: newClientId(),
     kind: conversation.kind,
     to: conversation.name,
     body,
+    attachments,
     reply_to: state.replyTo ? state.replyTo.id : null,
     created_at: new Date().toISOString(),
     status: "sending",
@@ -857,6 +862,7 @@ async function sendEntry(entry) {
       ? { room: entry.to, body: entry.body, client_id: entry.client_id }
       : { to_user: entry.to, body: entry.body, client_id: entry.client_id };
   if (entry.reply_to) payload.reply_to = entry.reply_to;
+  if (entry.attachments?.length) payload.attachments = entry.attachments;
   let ack;
   try {
     ack = await call(entry.kind === "room" ? "message" : "dm", payload);
@@ -1932,6 +1938,19 @@ window.addEventListener("pagehide", () => state.current && saveDraft(state.curre
 
 for (const entry of outbox.all()) getConversation(entry.kind, entry.to);
 if (outbox.all().some((entry) => entry.status === "waiting")) startCountdowns();
+Object.assign(window.switchboard, {
+  call,
+  /** Open a conversation ("room" or "dm") and, when given, scroll to one of its messages. */
+  async open(kind, name, messageId = null) {
+    const conversation = getConversation(kind, name);
+    navigate(conversation);
+    if (messageId === null) return;
+    for (let wait = 0; wait < 100 && !(conversation.loaded && !conversation.loading); wait += 1) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    if (conversation === state.current) await jumpTo(messageId);
+  },
+});
 // The composer shows only once this script handles it, so nothing typed before is lost.
 ui.composer.hidden = false;
 route();

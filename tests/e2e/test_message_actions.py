@@ -222,3 +222,23 @@ def test_an_admin_deletes_anyones_message_from_the_chat_page(shared_server, make
     expect(page.locator("#messages .deleted .body")).to_have_text("This message was deleted.")
     history = spammer.call("history", {"room": "general", "limit": 5})["messages"]
     assert [m["deleted"] for m in history if m["sender"]["username"] == spammer.username] == [True]
+
+
+def test_opening_a_message_further_back_than_the_first_page_loads_it_and_highlights_it(
+    shared_server, make_context, bots
+):
+    page, _ann = chat_user(make_context(shared_server.url), "ann")
+    room = new_username("deep")
+    senders = [bots() for _ in range(4)]
+    for sender in senders:
+        sender.call("join", {"room": room})
+    posted = [senders[n // 15].say(room, f"deep {n:02d}", client_id=new_username("c")) for n in range(60)]
+    join_room(page, room)
+    expect(page.locator("#messages > li[data-id]")).to_have_count(50)
+    expect(message(page, "deep 03")).to_have_count(0)
+
+    # What a search result does: open the conversation at one message.
+    page.evaluate(f"() => window.switchboard.open('room', '{room}', {posted[3]['id']})")
+    target = message(page, "deep 03")
+    expect(target).to_have_class(re.compile(r"\bhighlight\b"))
+    expect(target).to_be_in_viewport()
