@@ -242,3 +242,35 @@ def test_opening_a_message_further_back_than_the_first_page_loads_it_and_highlig
     target = message(page, "deep 03")
     expect(target).to_have_class(re.compile(r"\bhighlight\b"))
     expect(target).to_be_in_viewport()
+
+
+def test_mentions_elsewhere_are_badged_live_and_after_a_reload(shared_server, make_context, bots):
+    page, ann = chat_user(make_context(shared_server.url), "ann")
+    bob = bots()
+    room = new_username("ping")
+    bob.call("join", {"room": room})
+    join_room(page, room)
+    show_sidebar(page)
+    page.locator("#room-list").get_by_role("link", name=re.compile(r"^#general")).click()
+
+    bob.say(room, f"@{ann} can you look?", client_id=new_username("c"))
+    bob.say(room, "no mention here", client_id=new_username("c"))
+    entry = page.locator(f'#room-list li[data-room="{room}"]')
+    expect(entry.locator(".mention-badge")).to_have_text("@1")
+    expect(entry.locator(".unread")).to_have_text("2")
+    expect(entry.get_by_role("link")).to_have_accessible_name(re.compile(r"1 mention"))
+    page.reload()
+    wait_connected(page)
+    expect(entry.locator(".mention-badge")).to_have_text("@1")
+
+    entry.get_by_role("link").click()
+    expect(message(page, f"@{ann} can you look?")).to_have_class(re.compile(r"\bmentions-me\b"))
+    expect(entry.locator(".mention-badge")).to_have_count(0)
+    expect(entry).to_have_attribute("data-last-read", re.compile(r"\d+"))
+    # Read on the server: reopened elsewhere, the room has neither mention nor unread badge.
+    page.goto("/")
+    wait_connected(page)
+    expect(page.locator("#conversation-title")).to_have_text("#general")
+    expect(entry.get_by_role("link")).to_be_visible()
+    expect(entry.locator(".mention-badge")).to_have_count(0)
+    expect(entry.locator(".unread")).to_have_count(0)
