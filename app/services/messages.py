@@ -537,7 +537,7 @@ def react(user: User, message_id, emoji, active, *, actor_sid=None) -> dict:
             return message.to_dict()
         if active:
             distinct = {r.emoji for r in message.reactions}
-            if len(distinct) >= MAX_EMOJI_PER_MESSAGE:
+            if emoji not in distinct and len(distinct) >= MAX_EMOJI_PER_MESSAGE:
                 raise ServiceError("conflict", f"a message holds at most {MAX_EMOJI_PER_MESSAGE} different emoji")
             reactor = session.get(User, user.id)
             message.reactions.append(Reaction(user_id=user.id, user=reactor, emoji=emoji, created_at=utcnow()))
@@ -654,7 +654,7 @@ def mark_dm_read(user_id: int, other: User, message_id) -> int:
 
 
 def mention_counts(user_id: int) -> dict[str, int]:
-    """Unread messages that mention the user, per member room."""
+    """Unread messages that mention the user, per member room; the user's own messages are never unread."""
     stmt = (
         sa.select(Room.name, sa.func.count(Mention.message_id))
         .select_from(RoomMembership)
@@ -664,6 +664,7 @@ def mention_counts(user_id: int) -> dict[str, int]:
             sa.and_(
                 Message.room_id == RoomMembership.room_id,
                 Message.id > RoomMembership.last_read_id,
+                Message.sender_id != user_id,
                 Message.deleted.is_(False),
             ),
         )

@@ -122,3 +122,11 @@ class LiveServer:
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def stop_all(servers: list[LiveServer]) -> None:
+    """Stop servers together: each may take its graceful timeout, and they need not take it in turn."""
+    for server in servers:
+        server._signal_group(signal.SIGTERM)
+    for server in servers:
+        server.stop()
