@@ -161,6 +161,7 @@ const state = {
   typers: new Map(), // room -> Map(user id -> {user, timer})
   kicked: null,
   hiddenUnread: 0, // messages that arrived in the open conversation while the tab was hidden
+  sessionCountsDms: false, // the server's `session` carries DM unread counts (`dms`)
   replyTo: null, // MESSAGE being replied to
 };
 
@@ -699,8 +700,9 @@ function receive(message, source) {
 
   const firstTime = !state.counted.has(message.id);
   state.counted.add(message.id);
-  // Room counts come from the server's `session`; only what arrives after it adds to them.
-  const counts = source === "live" || (source === "sync" && conversation.kind === "dm");
+  // Counts come from the server's `session` (rooms, and DMs where it lists them); only what
+  // arrives after it adds to them.
+  const counts = source === "live" || (source === "sync" && conversation.kind === "dm" && !state.sessionCountsDms);
   if (firstTime && counts && !mine && !message.deleted) {
     if (!isCurrent) {
       conversation.unread += 1;
@@ -1271,6 +1273,7 @@ socket.on("session", async (session) => {
       conversation.mentions = conversation === state.current ? 0 : session.mentions[conversation.name] || 0;
     }
   }
+  state.sessionCountsDms = Array.isArray(session.dms);
   for (const entry of Array.isArray(session.dms) ? session.dms : []) {
     if (!entry?.user?.username) continue;
     const conversation = getConversation("dm", entry.user.username);
