@@ -7,7 +7,8 @@ import json
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.pages import chat_user, join_room, new_username, send
+from tests.e2e.bots import make_admin
+from tests.e2e.pages import chat_user, join_room, new_username, send, sign_in
 from tests.support.live_server import ROOT
 
 pytestmark = pytest.mark.e2e
@@ -51,4 +52,15 @@ def test_chat_page_with_messages_and_dialogs(shared_server, make_context, bots, 
     assert serious_violations(page) == []
     page.get_by_role("button", name="Browse rooms").click()
     expect(page.get_by_role("dialog", name="Rooms")).to_be_visible()
+    assert serious_violations(page) == []
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_admin_dashboard(shared_server, make_context, scheme):
+    admin_name = new_username("boss")
+    make_admin(shared_server, admin_name)
+    page = make_context(shared_server.url, bypass_csp=True, color_scheme=scheme).new_page()
+    sign_in(page, admin_name)
+    page.goto("/admin")
+    expect(page.locator("#admin-status")).not_to_have_text("Connecting…")
     assert serious_violations(page) == []
