@@ -40,14 +40,15 @@ def create_app(config: type | dict | None = None) -> Flask:
 def register_extensions(app: Flask) -> None:
     from app import socket_guard
     from app.database import configure_engine
-    from app.models import User
+    from app.models import User, include_in_schema_comparison
     from app.packet_limits import check_internals, limit_packet_sizes
+    from app.services.files import FilesystemStore
     from app.sockets.common import check_login_session_key
 
     db.init_app(app)
     with app.app_context():
         configure_engine(db.engine)
-    migrate.init_app(app, db, render_as_batch=True, compare_type=True)
+    migrate.init_app(app, db, render_as_batch=True, compare_type=True, include_name=include_in_schema_comparison)
     csrf.init_app(app)
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
@@ -64,6 +65,8 @@ def register_extensions(app: Flask) -> None:
         user = db.session.get(User, int(user_id)) if user_id.isdigit() else None
         return user if user is not None and not user.banned else None
 
+    app.extensions["switchboard.files"] = FilesystemStore(app.config["UPLOAD_DIR"])
+
     socketio_options = {
         "async_mode": app.config["SOCKETIO_ASYNC_MODE"],
         "cors_allowed_origins": origin_checker(app.config["CHAT_ALLOWED_ORIGINS"]),
@@ -72,17 +75,24 @@ def register_extensions(app: Flask) -> None:
         "engineio_logger": False,
     }
     if app.config["REDIS_URL"]:
-        socketio_options["message_queue"] = app.config["REDIS_URL"]
-        socketio_options["channel"] = f"{app.config['REDIS_PREFIX']}:socketio"
+        from app.sockets.message_queue import CatchUpRedisManager
+        from app.sockets.message_queue import check_internals as check_queue_internals
+
+        check_queue_internals()
+        socketio_options["client_manager"] = CatchUpRedisManager(
+            app.config["REDIS_URL"], channel=f"{app.config['REDIS_PREFIX']}:socketio"
+        )
     socketio.init_app(app, **socketio_options)
-    socket_guard.install(
+    guard = socket_guard.install(
         socketio.server,
         max_bad_packets=app.config["SOCKET_MAX_BAD_PACKETS"],
         max_attachment_bytes=app.config["MAX_PACKET_BYTES"],
+        anonymous_per_address=app.config["ANONYMOUS_HANDSHAKES_PER_ADDRESS"],
+        connect_timeout=app.config["SOCKET_CONNECT_TIMEOUT_SECONDS"],
     )
     # Outside Flask-SocketIO's middleware, so packets are bounded before Engine.IO reads them.
     app.wsgi_app = limit_packet_sizes(  # type: ignore[method-assign]
-        app.wsgi_app, socketio.server.eio, app.config["MAX_PACKET_BYTES"]
+        app.wsgi_app, socketio.server.eio, app.config["MAX_PACKET_BYTES"], admits_handshake=guard.admits_handshake
     )
     # Both rely on library internals: an upgrade that changes them stops the start, not a limit.
     check_internals()
@@ -143,11 +153,13 @@ def register_blueprints(app: Flask) -> None:
     from app.api import bp as api_bp
     from app.auth import bp as auth_bp
     from app.chat import bp as chat_bp
+    from app.files import bp as files_bp
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(chat_bp)
     app.register_blueprint(admin_bp)
     app.register_blueprint(api_bp)
+    app.register_blueprint(files_bp)
     csrf.exempt(api_bp)
 
 
@@ -165,7 +177,7 @@ def register_error_handlers(app: Flask) -> None:
     code_for_status = {status: code for code, status in HTTP_STATUS.items() if code not in ("muted", "banned")}
 
     def wants_json() -> bool:
-        return request.path.startswith("/api/") or request.path == "/healthz"
+        return request.path.startswith(("/api/", "/files/")) or request.path == "/healthz"
 
     @app.errorhandler(ServiceError)
     def service_error(error: ServiceError):
@@ -228,8 +240,10 @@ def same_site_location(location: str) -> str:
 
 def register_cli(app: Flask) -> None:
     from app.auth.cli import users_cli
+    from app.files.cli import files_cli
 
     app.cli.add_command(users_cli)
+    app.cli.add_command(files_cli)
 
 
 def register_observability(app: Flask) -> None:

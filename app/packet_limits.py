@@ -131,15 +131,41 @@ def refuse_oversized_poll(engineio_server, environ: dict, start_response):
     return [b"packet too large"]
 
 
-def limit_packet_sizes(wsgi_app, engineio_server, max_bytes: int, socketio_path: str = "/socket.io"):
+def refuse_handshake(environ, start_response):
+    """Too many unsigned-in sessions from this address: 429, and a websocket already upgraded is closed."""
+    websocket = environ.get("wsgi.websocket")
+    if websocket is not None:
+        websocket.close()
+        return []
+    start_response(
+        "429 TOO MANY REQUESTS",
+        [("Content-Type", "text/plain"), ("Retry-After", "30"), ("Connection", "close")],
+    )
+    return [b"too many connections from this address"]
+
+
+def is_handshake(environ, socketio_path: str) -> bool:
+    return (
+        environ.get("REQUEST_METHOD") == "GET"
+        and environ.get("PATH_INFO", "").rstrip("/") == socketio_path
+        and "sid" not in parse_qs(environ.get("QUERY_STRING", ""))
+    )
+
+
+def limit_packet_sizes(
+    wsgi_app, engineio_server, max_bytes: int, socketio_path: str = "/socket.io", admits_handshake=None
+):
     """WSGI middleware: no Engine.IO packet over ``max_bytes`` is read, over websocket or long-polling.
 
     It wraps the application rather than the gunicorn worker so that the limit holds
-    however the server is started.
+    however the server is started. ``admits_handshake(environ)``, when given, decides
+    whether a new Engine.IO session may open.
     """
     bounded_class = type("BoundedWebSocket", (BoundedWebSocket,), {"__slots__": (), "max_message_bytes": max_bytes})
 
     def middleware(environ, start_response):
+        if admits_handshake is not None and is_handshake(environ, socketio_path) and not admits_handshake(environ):
+            return refuse_handshake(environ, start_response)
         websocket = environ.get("wsgi.websocket")
         if type(websocket) is WebSocket:
             websocket.__class__ = bounded_class

@@ -120,17 +120,30 @@ class ConnectionRecord:
     logged: bool = False
     closing: bool = False
     attachment_bytes: int = 0
+    # No namespace connected yet: an open Engine.IO session nobody has signed in on.
+    anonymous: bool = True
 
 
 class PacketGuard:
     """Sits between Engine.IO and python-socketio's packet dispatch for every message."""
 
-    def __init__(self, sio_server, *, max_bad_packets: int = 20, max_attachment_bytes: int = 1_000_000) -> None:
+    def __init__(
+        self,
+        sio_server,
+        *,
+        max_bad_packets: int = 20,
+        max_attachment_bytes: int = 1_000_000,
+        anonymous_per_address: int = 100,
+        connect_timeout: float = 30,
+    ) -> None:
         self.server = sio_server
         self.eio = sio_server.eio
         self.max_bad_packets = max_bad_packets
         self.max_attachment_bytes = max_attachment_bytes
+        self.anonymous_per_address = anonymous_per_address
+        self.connect_timeout = connect_timeout
         self.connections: dict[str, ConnectionRecord] = {}
+        self.anonymous: dict[str, int] = {}  # address -> open sessions with no namespace connected
         self._dispatch = self.eio.handlers["message"]
         self._connect = self.eio.handlers["connect"]
         self._disconnect = self.eio.handlers["disconnect"]
@@ -138,13 +151,41 @@ class PacketGuard:
         self.eio.on("message", self.on_message)
         self.eio.on("disconnect", self.on_disconnect)
 
+    def admits_handshake(self, environ) -> bool:
+        """Whether the client at this address may open one more Engine.IO session."""
+        if self.anonymous_per_address <= 0:
+            return True
+        return self.anonymous.get(environ.get("REMOTE_ADDR") or "?", 0) < self.anonymous_per_address
+
     def on_connect(self, eio_sid, environ, *args):
-        self.connections[eio_sid] = ConnectionRecord(address=environ.get("REMOTE_ADDR") or "?")
+        record = ConnectionRecord(address=environ.get("REMOTE_ADDR") or "?")
+        self.connections[eio_sid] = record
+        self.anonymous[record.address] = self.anonymous.get(record.address, 0) + 1
+        if self.connect_timeout > 0:
+            self.server.start_background_task(self._expire_if_anonymous, eio_sid, record)
         return self._connect(eio_sid, environ, *args)
 
     def on_disconnect(self, eio_sid, *args):
-        self.connections.pop(eio_sid, None)
+        record = self.connections.pop(eio_sid, None)
+        if record is not None:
+            self._signed_in(record)
         return self._disconnect(eio_sid, *args)
+
+    def _signed_in(self, record: ConnectionRecord) -> None:
+        if not record.anonymous:
+            return
+        record.anonymous = False
+        left = self.anonymous.get(record.address, 1) - 1
+        if left > 0:
+            self.anonymous[record.address] = left
+        else:
+            self.anonymous.pop(record.address, None)
+
+    def _expire_if_anonymous(self, eio_sid: str, record: ConnectionRecord) -> None:
+        """Socket.IO's connect timeout: a session nobody signs in on is closed, not kept until it stops pinging."""
+        self.server.sleep(self.connect_timeout)
+        if record.anonymous and self.connections.get(eio_sid) is record:
+            close_connection(self.eio, eio_sid, "no namespace connected in time")
 
     def on_message(self, eio_sid, data):
         record = self.connections.get(eio_sid)
@@ -168,6 +209,8 @@ class PacketGuard:
             else:
                 record.attachment_bytes = 0
             self._dispatch(eio_sid, data)
+            if record.anonymous and data[:1] == "0" and self._connected(eio_sid, data):
+                self._signed_in(record)
         except BadPacket as bad:
             self._refuse(eio_sid, record, bad, data)
         except ValueError as error:
@@ -188,6 +231,12 @@ class PacketGuard:
         self._note(record, eio_sid, f"closed: {reason}", data)
         self.server._binary_packet.pop(eio_sid, None)
         close_connection(self.eio, eio_sid, reason)
+
+    def _connected(self, eio_sid: str, connect_packet: str) -> bool:
+        """Whether the CONNECT packet just handled left its namespace connected."""
+        match = HEADER.fullmatch(connect_packet)
+        namespace = (match["namespace"] or "/").rstrip(",").split("?", 1)[0] or "/" if match else "/"
+        return bool(self.server.manager.sid_from_eio_sid(eio_sid, namespace))
 
     def _answer_invalid(self, eio_sid: str, bad: BadPacket) -> bool:
         namespace = bad.namespace or "/"
@@ -212,6 +261,6 @@ class PacketGuard:
         )
 
 
-def install(sio_server, *, max_bad_packets: int, max_attachment_bytes: int) -> PacketGuard:
+def install(sio_server, **limits) -> PacketGuard:
     sio_server.packet_class = StrictPacket
-    return PacketGuard(sio_server, max_bad_packets=max_bad_packets, max_attachment_bytes=max_attachment_bytes)
+    return PacketGuard(sio_server, **limits)

@@ -100,7 +100,9 @@ def user_from_token(token, secret_key: str, ttl_seconds: int) -> User:
         raise ServiceError("unauthorized", "the token has expired") from None
     except BadSignature:
         raise ServiceError("unauthorized", "the token is not valid") from None
-    user = db.session.get(User, data.get("uid")) if isinstance(data, dict) else None
+    uid = data.get("uid") if isinstance(data, dict) else None
+    # Only a token this server issued names its user by an int; "1" or true is no user id.
+    user = db.session.get(User, uid) if type(uid) is int and 0 < uid <= validation.MAX_INTEGER else None
     if user is None:
         raise ServiceError("unauthorized", "the token is not valid")
     if user.banned:

@@ -16,6 +16,7 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 100
 # Ids are 32-bit INTEGER columns on PostgreSQL; a larger value would fail in the database, not here.
 MAX_INTEGER = 2**31 - 1
+QUERY_INTEGER_RE = re.compile(r"-?[0-9]{1,18}", re.ASCII)
 
 
 def storable(value: str) -> bool:
@@ -155,9 +156,9 @@ def query_int(args: Any, field: str, *, minimum: int = 0) -> int | None:
     raw = args.get(field)
     if raw is None or raw == "":
         return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ServiceError("invalid", f"{field} must be an integer") from None
+    # ASCII digits only: int() would also take "１２", "1_000" and surrounding spaces.
+    if not QUERY_INTEGER_RE.fullmatch(raw):
+        raise ServiceError("invalid", f"{field} must be an integer")
+    value = int(raw)
     # Ranges are the business of whoever uses the value (a page size is clamped, an id is checked).
     return integer(value, field, minimum=minimum, maximum=None)

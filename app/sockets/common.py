@@ -138,7 +138,7 @@ class GuardedNamespace(Namespace):
     default_cost: float = 2
     flood_guard: FloodGuard | None = None
 
-    def __init__(self, namespace=None):
+    def __init__(self, namespace: str | None = None) -> None:
         super().__init__(namespace)
         self.socket_users: dict[str, int] = {}
         self._in_progress: dict[str, int] = {}

@@ -2,10 +2,12 @@
 // and an outbox that keeps each message until the server has acknowledged it.
 import MarkdownIt from "/static/vendor/markdown-it.esm.min.js";
 import { io } from "/static/vendor/socket.io.esm.min.js";
+import { AttachmentTray } from "./attachments.js";
 import { el, newClientId, timeElement } from "./dom.js";
 import { createMarkdown } from "./markdown.js";
 import { MessageList, snippet } from "./message-list.js";
 import { Outbox } from "./outbox.js";
+import { mountSearch } from "./search.js";
 import {
   asDeleted,
   catchUpById,
@@ -171,10 +173,7 @@ const markdown = createMarkdown(MarkdownIt);
 const params = new URLSearchParams(location.search);
 const socket = io(params.get("transport") === "polling" ? { transports: ["polling"] } : {});
 let adminSocket = null;
-// Other scripts of the page (file uploads, search) reach the chat through this object.
-// hooks.takeAttachments(conversation) answers the ATTACHMENT ids to send with the next message.
-const hooks = {};
-window.switchboard = { socket, state, outbox, me, hooks };
+window.switchboard = { socket, state, outbox, me };
 
 const list = new MessageList({
   scroller: ui.scroller,
@@ -790,8 +789,13 @@ function composeAndSend() {
     renderCharCount();
     return;
   }
-  const attachments = typeof hooks.takeAttachments === "function" ? hooks.takeAttachments(conversation) || [] : [];
+  if (tray.busy) {
+    tray.error.textContent = "Wait until the files have finished uploading.";
+    return;
+  }
+  const attachments = tray.ids();
   if (!body && !attachments.length) return;
+  tray.clear();
   const entry = outbox.add({
     client_id: newClientId(),
     kind: conversation.kind,
@@ -1941,18 +1945,33 @@ window.addEventListener("pagehide", () => state.current && saveDraft(state.curre
 
 for (const entry of outbox.all()) getConversation(entry.kind, entry.to);
 if (outbox.all().some((entry) => entry.status === "waiting")) startCountdowns();
+/** Open a conversation and, when given, show one of its messages (loading older pages as needed). */
+async function openAt(conversation, messageId = null) {
+  navigate(conversation);
+  if (messageId === null) return;
+  for (let wait = 0; wait < 100 && !(conversation.loaded && !conversation.loading); wait += 1) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  if (conversation === state.current) await jumpTo(messageId);
+}
+
+// Files to send with the next message, and message search in the top bar.
+const tray = new AttachmentTray({
+  composer: ui.composer,
+  input: ui.input,
+  dropZone: ui.composer.closest(".conversation") || ui.composer,
+  call,
+});
+mountSearch({
+  container: document.querySelector(".topbar"),
+  call,
+  me,
+  open: (message) => openAt(conversationOf(message), message.id),
+});
+
 Object.assign(window.switchboard, {
   call,
-  /** Open a conversation ("room" or "dm") and, when given, scroll to one of its messages. */
-  async open(kind, name, messageId = null) {
-    const conversation = getConversation(kind, name);
-    navigate(conversation);
-    if (messageId === null) return;
-    for (let wait = 0; wait < 100 && !(conversation.loaded && !conversation.loading); wait += 1) {
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-    if (conversation === state.current) await jumpTo(messageId);
-  },
+  open: (kind, name, messageId = null) => openAt(getConversation(kind, name), messageId),
 });
 // The composer shows only once this script handles it, so nothing typed before is lost.
 ui.composer.hidden = false;

@@ -1,6 +1,7 @@
 // The message list of the open conversation: confirmed messages in id order, then the outbox's.
 // Bodies are Markdown rendered by markdown-it and cleaned by dom.safeFragment; every other
 // piece of user text goes in as text.
+import { renderAttachments } from "./attachments.js";
 import { el, markMentions, safeFragment, timeElement } from "./dom.js";
 import { continuesGroup, dayLabel, sameDay, secondsLeft, splitMentions } from "./timeline.js";
 
@@ -447,37 +448,4 @@ function setDivider(node, className, label) {
   }
   divider.setAttribute("aria-label", label);
   divider.firstChild.textContent = label;
-}
-
-const SAFE_URL = /^(https?:\/\/|\/(?!\/))/i;
-
-function renderAttachments(attachments) {
-  return el(
-    "ul",
-    { className: "attachments", "aria-label": "Attachments" },
-    attachments
-      .filter((file) => SAFE_URL.test(file.url || ""))
-      .map((file) => {
-        const image = file.thumbnail_url && SAFE_URL.test(file.thumbnail_url);
-        return el(
-          "li",
-          { className: image ? "attachment image" : "attachment" },
-          el(
-            "a",
-            { href: file.url, target: "_blank", rel: "noopener noreferrer" },
-            image
-              ? el("img", { src: file.thumbnail_url, alt: file.name, loading: "lazy" })
-              : el("span", { className: "file-name" }, `📎 ${file.name}`),
-            image ? null : el("span", { className: "file-size" }, ` (${formatSize(file.size)})`),
-          ),
-        );
-      }),
-  );
-}
-
-function formatSize(bytes) {
-  if (!Number.isFinite(bytes)) return "";
-  if (bytes < 1024) return `${bytes} B`;
-  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KB`;
-  return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
 }

@@ -374,3 +374,25 @@ def test_the_common_password_list_is_large():
     assert len(common) >= 10_000
     assert {"password", "123456789", "letmein1"} <= common
     assert "correct horse battery" not in common
+
+
+# -- strict integers and token contents --------------------------------------
+
+
+@pytest.mark.parametrize("value", ["１２", "1_000", " 5", "5 ", "+5", "0x10", "1e3", "٣"])
+def test_query_integers_take_ascii_digits_only(app, client, make_user, value):
+    token = token_of(client, make_user())
+
+    response = client.get(f"/api/rooms/general/messages?limit={value}", headers=bearer(token))
+
+    assert_error(response, 400, "invalid")
+
+
+@pytest.mark.parametrize("uid", ["1", True, 1.0, None, [1], -1, 2**40])
+def test_a_signed_token_whose_uid_is_not_an_integer_id_is_refused(app, client, make_user, uid):
+    from itsdangerous import URLSafeTimedSerializer
+
+    make_user()
+    forged = URLSafeTimedSerializer(app.config["SECRET_KEY"], salt=users.TOKEN_SALT).dumps({"uid": uid})
+
+    assert_error(client.get("/api/rooms", headers=bearer(forged)), 401, "unauthorized")

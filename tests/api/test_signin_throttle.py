@@ -12,7 +12,7 @@ from app.config import TestingConfig
 from app.extensions import db
 from app.models import Room
 from app.services import users
-from tests.support.moderation import ban
+from tests.support import moderation as moderation_support
 
 PASSWORD = "correct horse battery"
 
@@ -100,7 +100,7 @@ def test_successes_never_count(throttled_app):
 
 def test_a_banned_account_with_its_right_password_is_not_a_failure(throttled_app):
     with throttled_app.app_context():
-        ban("bob")
+        moderation_support.ban("bob")
     client = client_at(throttled_app, "10.0.4.1")
 
     assert [token(client, "bob", PASSWORD).status_code for _ in range(6)] == [403] * 6

@@ -468,6 +468,23 @@ def test_an_edit_recomputes_mentions_and_tells_only_the_newly_mentioned(recorder
     assert recorder.events("mention") == []
 
 
+@both_databases
+def test_a_user_named_again_after_an_edit_dropped_them_is_not_told_twice(recorder, ann, bob):
+    message = post(ann, "@bob first")
+    assert payloads(recorder, "mention") == [{"message": message}]
+    recorder.clear()
+
+    dropped = messages.edit_message(ann, message["id"], "nobody now")
+    assert dropped["mentions"] == []
+    assert messages.mention_counts(bob.id) == {}
+    again = messages.edit_message(ann, message["id"], "and @bob again")
+
+    assert again["mentions"] == ["bob"]
+    assert stored(message["id"])["mentions"] == ["bob"]
+    assert recorder.events("mention") == []
+    assert messages.mention_counts(bob.id) == {"general": 1}
+
+
 # -- rev and sync after a rev ----------------------------------------------------------------
 
 

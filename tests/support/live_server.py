@@ -45,6 +45,7 @@ class LiveServer:
             "SECRET_KEY": "integration-secret",
             "STATS_INTERVAL_SECONDS": "1",
             "PYTHONUNBUFFERED": "1",
+            "UPLOAD_DIR": str(self.log_path.parent / f"uploads-{self.log_path.stem}"),
             **self.extra_env,
         }
         env.pop("CI_SKIP", None)
