@@ -8,7 +8,7 @@ from tests.e2e.bots import Bot
 from tests.support import components
 from tests.support.live_server import LiveServer
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+ARTIFACTS = Path(__file__).resolve().parent / "screenshots"
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
