@@ -96,6 +96,17 @@ def test_record_commit_feeds_the_batch_and_duration_histograms():
     assert sample("switchboard_commit_batch_size_bucket", le="8.0") == small + 1
 
 
+def test_every_group_commit_of_the_writer_is_recorded(app, make_user):
+    from app.models import User
+    from app.services import messages
+
+    ann = make_user("ann")
+    commits = sample("switchboard_commit_batch_size_count")
+    with app.app_context():
+        messages.post_room_message(db.session.get(User, ann.id), "general", "counted", "metrics-1")
+    assert sample("switchboard_commit_batch_size_count") == commits + 1
+
+
 def test_database_errors_are_counted_by_kind(app):
     before = sample("switchboard_database_errors_total", kind="OperationalError")
     with app.app_context(), pytest.raises(sa.exc.OperationalError):

@@ -15,6 +15,7 @@ through the notifier only after its commit.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import cast
@@ -22,6 +23,7 @@ from typing import cast
 import sqlalchemy as sa
 import sqlalchemy.orm
 
+from app import metrics
 from app.database import write_lock, write_transaction
 from app.errors import ServiceError
 from app.extensions import db
@@ -110,9 +112,11 @@ class MessageWriter:
 
     def _commit(self, batch: list[Draft]) -> None:
         """Store the batch and answer every draft in it, each exactly once."""
+        started = time.perf_counter()
         try:
             with write_transaction(ordered=self.ordered) as session:
                 answers = _insert(session, batch)
+            metrics.record_commit(len(batch), time.perf_counter() - started)
         except Exception as exc:
             if len(batch) == 1:
                 _fail(batch, exc)
