@@ -35,9 +35,10 @@ RUN pip install --requirement requirements.txt
 
 COPY . .
 COPY --from=assets /build/vendor/ static/vendor/
-# The app writes only to instance/ (the SQLite file when DATABASE_URL is unset); the code stays root-owned.
-RUN mkdir -p instance \
- && chown switchboard:switchboard instance \
+# The app writes only to instance/ (the SQLite file when DATABASE_URL is unset, and uploads under
+# instance/uploads, where compose mounts the volume every instance shares); the code stays root-owned.
+RUN mkdir -p instance/uploads \
+ && chown switchboard:switchboard instance instance/uploads \
  && chmod 0755 docker-entrypoint.sh
 
 ENV SWITCHBOARD_ENV=production \

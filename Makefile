@@ -56,6 +56,7 @@ format: install-dev
 
 bench: install-dev
 	bash bench/run.sh
+	$(BIN)/python bench/files_search.py
 
 clean:
 	rm -rf $(VENV) node_modules static/vendor .pytest_cache

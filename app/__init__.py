@@ -42,15 +42,16 @@ def register_extensions(app: Flask) -> None:
     from app import socket_guard
     from app.auth import CREDENTIAL_STAMP_KEY
     from app.database import configure_engine
-    from app.models import User
+    from app.models import User, include_in_schema_comparison
     from app.packet_limits import check_internals, limit_packet_sizes
     from app.services import users
+    from app.services.files import FilesystemStore
     from app.sockets.common import check_login_session_key
 
     db.init_app(app)
     with app.app_context():
         configure_engine(db.engine)
-    migrate.init_app(app, db, render_as_batch=True, compare_type=True)
+    migrate.init_app(app, db, render_as_batch=True, compare_type=True, include_name=include_in_schema_comparison)
     csrf.init_app(app)
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
@@ -71,6 +72,8 @@ def register_extensions(app: Flask) -> None:
         stamp = users.credential_stamp(user, app.config["SECRET_KEY"])
         return user if hmac.compare_digest(str(session.get(CREDENTIAL_STAMP_KEY)), stamp) else None
 
+    app.extensions["switchboard.files"] = FilesystemStore(app.config["UPLOAD_DIR"])
+
     socketio_options = {
         "async_mode": app.config["SOCKETIO_ASYNC_MODE"],
         "cors_allowed_origins": origin_checker(app.config["CHAT_ALLOWED_ORIGINS"]),
@@ -79,8 +82,13 @@ def register_extensions(app: Flask) -> None:
         "engineio_logger": False,
     }
     if app.config["REDIS_URL"]:
-        socketio_options["message_queue"] = app.config["REDIS_URL"]
-        socketio_options["channel"] = f"{app.config['REDIS_PREFIX']}:socketio"
+        from app.sockets.message_queue import CatchUpRedisManager
+        from app.sockets.message_queue import check_internals as check_queue_internals
+
+        check_queue_internals()
+        socketio_options["client_manager"] = CatchUpRedisManager(
+            app.config["REDIS_URL"], channel=f"{app.config['REDIS_PREFIX']}:socketio"
+        )
     socketio.init_app(app, **socketio_options)
     guard = socket_guard.install(
         socketio.server,
@@ -152,11 +160,13 @@ def register_blueprints(app: Flask) -> None:
     from app.api import bp as api_bp
     from app.auth import bp as auth_bp
     from app.chat import bp as chat_bp
+    from app.files import bp as files_bp
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(chat_bp)
     app.register_blueprint(admin_bp)
     app.register_blueprint(api_bp)
+    app.register_blueprint(files_bp)
     csrf.exempt(api_bp)
 
 
@@ -174,7 +184,7 @@ def register_error_handlers(app: Flask) -> None:
     code_for_status = {status: code for code, status in HTTP_STATUS.items() if code not in ("muted", "banned")}
 
     def wants_json() -> bool:
-        return request.path.startswith("/api/") or request.path == "/healthz"
+        return request.path.startswith(("/api/", "/files/")) or request.path == "/healthz"
 
     @app.errorhandler(ServiceError)
     def service_error(error: ServiceError):
@@ -226,8 +236,10 @@ def same_site_location(location: str) -> str:
 
 def register_cli(app: Flask) -> None:
     from app.auth.cli import users_cli
+    from app.files.cli import files_cli
 
     app.cli.add_command(users_cli)
+    app.cli.add_command(files_cli)
 
 
 def register_observability(app: Flask) -> None:

@@ -62,6 +62,16 @@ class Config:
     ROOM_CREATE_LIMIT = int(os.environ.get("ROOM_CREATE_LIMIT", 30))
     ROOM_CREATE_WINDOW_SECONDS = float(os.environ.get("ROOM_CREATE_WINDOW_SECONDS", 3600))
     STATS_INTERVAL_SECONDS = float(os.environ.get("STATS_INTERVAL_SECONDS", 5))
+    # Uploaded files: one directory every instance shares (content-addressed blobs).
+    UPLOAD_DIR = os.environ.get("UPLOAD_DIR") or str(INSTANCE / "uploads")
+    UPLOAD_MAX_BYTES = int(os.environ.get("UPLOAD_MAX_BYTES", 10 * 1024 * 1024))
+    SOCKET_UPLOAD_MAX_BYTES = int(os.environ.get("SOCKET_UPLOAD_MAX_BYTES", 512 * 1024))
+    # Images with more pixels than this are refused before they are decoded (decompression bombs).
+    IMAGE_MAX_PIXELS = int(os.environ.get("IMAGE_MAX_PIXELS", 40_000_000))
+    THUMBNAIL_MAX_SIDE = 400
+    FILE_CACHE_MAX_AGE = int(os.environ.get("FILE_CACHE_MAX_AGE", 86400))
+    # `flask files prune` removes uploads no message uses once they are this old.
+    UPLOAD_PRUNE_AGE_SECONDS = int(os.environ.get("UPLOAD_PRUNE_AGE_SECONDS", 86400))
     # "text" or "json" (one JSON object per line: requests, socket connections, refused events, errors).
     LOG_FORMAT = os.environ.get("LOG_FORMAT", "text").strip().lower()
     # /metrics answers these addresses or networks (comma-separated), or a request with the bearer METRICS_TOKEN.

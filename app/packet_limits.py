@@ -44,6 +44,8 @@ class BoundedWebSocket(WebSocket):
     __slots__ = ()
 
     max_message_bytes = 1_000_000
+    # Text that is no Engine.IO packet closes the connection (off only where the frame reader alone is tested).
+    engineio_packets_only = True
 
     def receive(self):
         # Let every other greenlet run between two messages of one connection, so a client
@@ -56,7 +58,11 @@ class BoundedWebSocket(WebSocket):
             # peer sees a plain close, which is all the contract asks.
             self.close()
             return None
-        if isinstance(message, str) and (not message or message[0] not in ENGINEIO_PACKET_TYPES):
+        if (
+            self.engineio_packets_only
+            and isinstance(message, str)
+            and (not message or message[0] not in ENGINEIO_PACKET_TYPES)
+        ):
             # Engine.IO would raise on it outside any handler and log a traceback per message.
             if log_budget.allow():
                 log.warning("closing a websocket that sent %r, which is no Engine.IO packet", message[:40])

@@ -37,7 +37,7 @@ from app.models import (
     isoformat,
     utcnow,
 )
-from app.services import validation
+from app.services import files, validation
 from app.services.notifier import notifier
 from app.services.rooms import check_may_read, get_room
 
@@ -65,6 +65,8 @@ class Draft:
     reply_to_id: int | None = None
     # (user id, canonical username) of everyone the body mentions, in order of first appearance.
     mentions: list[tuple[int, str]] = field(default_factory=list)
+    # Uploads of the sender to claim in the same transaction as the insert.
+    attachment_ids: list[int] = field(default_factory=list)
     result: dict | None = None
     duplicate: bool = False
     error: BaseException | None = None
@@ -184,7 +186,8 @@ def _insert(session, batch: list[Draft]) -> list[tuple[dict, bool]]:
             session.execute(sa.insert(cast(sa.Table, Mention.__table__)), mention_rows)
         for (index, row), message_id in zip(new_rows, ids, strict=True):
             mentioned = [name for _, name in batch[index].mentions]
-            answers[index] = (_message_dict(message_id, row, users, room_names, mentioned), False)
+            attached = files.claim(session, row["sender_id"], message_id, batch[index].attachment_ids)
+            answers[index] = (_message_dict(message_id, row, users, room_names, mentioned, attached), False)
     for index, draft in enumerate(batch):
         if answers[index] is None:
             first = answers[first_with_key[(draft.sender_id, draft.client_id)]]
@@ -199,7 +202,12 @@ def next_rev(session) -> int:
 
 
 def _message_dict(
-    message_id: int, row: dict, users: dict[int, dict], room_names: dict[int, str], mentioned: list[str]
+    message_id: int,
+    row: dict,
+    users: dict[int, dict],
+    room_names: dict[int, str],
+    mentioned: list[str],
+    attachments: list[dict],
 ) -> dict:
     """The MESSAGE of a row just inserted: the same shape as ``Message.to_dict``."""
     return {
@@ -216,7 +224,7 @@ def _message_dict(
         "reply_to": row["reply_to_id"],
         "mentions": mentioned,
         "reactions": [],
-        "attachments": [],
+        "attachments": attachments,
     }
 
 
@@ -374,17 +382,28 @@ def _publish_mentions(message: dict, member_ids: set[int]) -> None:
         notifier().to_users(recipients, "mention", {"message": message})
 
 
-def post_room_message(user: User, room_name, body, client_id=None, *, reply_to=None, actor_sid=None) -> Posted:
+def _body(body, attachment_ids: list[int]) -> str:
+    """The body rules of `message` and `dm`, except that a message with attachments may have none."""
+    if attachment_ids and (body is None or (isinstance(body, str) and not body.strip())):
+        return ""
+    return validation.body(body)
+
+
+def post_room_message(
+    user: User, room_name, body, client_id=None, *, reply_to=None, attachments=None, actor_sid=None
+) -> Posted:
     earlier = repeated(user, client_id)
     if earlier is not None:
         return earlier
-    text = validation.body(body)
+    attachment_ids = files.attachment_ids(attachments)
+    text = _body(body, attachment_ids)
     cid = validation.client_id(client_id)
     room = get_room(room_name)
     check_can_post(user)
     if db.session.get(RoomMembership, (user.id, room.id)) is None:
         raise ServiceError("forbidden", f"join {room.name} before posting to it")
     reply_to_id = _reply_target(reply_to, room_id=room.id)
+    files.check_attachable(user.id, attachment_ids)
     mentions = find_mentions(text)
     mentioned_members = _room_members(room.id, {user_id for user_id, _ in mentions} - {user.id})
     # Read before the commit expires them: nothing after the write goes back to the database.
@@ -399,6 +418,7 @@ def post_room_message(user: User, room_name, body, client_id=None, *, reply_to=N
             room_name=room.name,
             reply_to_id=reply_to_id,
             mentions=mentions,
+            attachment_ids=attachment_ids,
         )
     )
     if not posted.duplicate:
@@ -408,16 +428,18 @@ def post_room_message(user: User, room_name, body, client_id=None, *, reply_to=N
 
 
 def post_direct_message(
-    user: User, recipient: User, body, client_id=None, *, to_sid=None, reply_to=None, actor_sid=None
+    user: User, recipient: User, body, client_id=None, *, to_sid=None, reply_to=None, attachments=None, actor_sid=None
 ) -> Posted:
     """A DM to every socket of ``recipient``, or to exactly the socket ``to_sid``; the sender's other sockets get it too."""
     earlier = repeated(user, client_id)
     if earlier is not None:
         return earlier
-    text = validation.body(body)
+    attachment_ids = files.attachment_ids(attachments)
+    text = _body(body, attachment_ids)
     cid = validation.client_id(client_id)
     check_can_post(user)
     reply_to_id = _reply_target(reply_to, pair=dm_pair(user.id, recipient.id))
+    files.check_attachable(user.id, attachment_ids)
     sender_id, recipient_id = user.id, recipient.id
     posted = writer.write(
         Draft(
@@ -429,6 +451,7 @@ def post_direct_message(
             recipient=recipient.to_dict(),
             reply_to_id=reply_to_id,
             mentions=find_mentions(text),
+            attachment_ids=attachment_ids,
         )
     )
     if not posted.duplicate:
@@ -474,16 +497,24 @@ def edit_message(user: User, message_id, body, *, actor_sid=None) -> dict:
             raise ServiceError("forbidden", "only its sender may edit a message")
         if message.body == text:
             return message.to_dict()
-        before = {mention.user_id for mention in message.mentioned}
-        added = {user_id for user_id, _ in mentions} - before - {user.id}
+        ever = {mention.user_id: mention for mention in message.mentioned}
+        # Only someone never named in this message before is told: `mention` goes out once per message.
+        added = {user_id for user_id, _ in mentions} - ever.keys() - {user.id}
         mentioned_members = _room_members(message.room_id, added) if message.room_id is not None else set()
         message.body = text
         message.edited_at = utcnow()
         message.rev = next_rev(session)
-        message.mentioned = [
-            Mention(user_id=user_id, position=position, user=session.get(User, user_id))
-            for position, (user_id, _name) in enumerate(mentions)
-        ]
+        for mention in ever.values():
+            mention.current = False
+        for position, (user_id, _name) in enumerate(mentions):
+            row = ever.get(user_id)
+            if row is None:
+                message.mentioned.append(
+                    Mention(user_id=user_id, position=position, current=True, user=session.get(User, user_id))
+                )
+            else:
+                row.position, row.current = position, True
+        message.mentioned.sort(key=lambda mention: mention.position)
         session.flush()
         payload = message.to_dict()
     publish_update(payload, actor_sid=actor_sid)
@@ -537,7 +568,7 @@ def react(user: User, message_id, emoji, active, *, actor_sid=None) -> dict:
             return message.to_dict()
         if active:
             distinct = {r.emoji for r in message.reactions}
-            if len(distinct) >= MAX_EMOJI_PER_MESSAGE:
+            if emoji not in distinct and len(distinct) >= MAX_EMOJI_PER_MESSAGE:
                 raise ServiceError("conflict", f"a message holds at most {MAX_EMOJI_PER_MESSAGE} different emoji")
             reactor = session.get(User, user.id)
             message.reactions.append(Reaction(user_id=user.id, user=reactor, emoji=emoji, created_at=utcnow()))
@@ -654,7 +685,7 @@ def mark_dm_read(user_id: int, other: User, message_id) -> int:
 
 
 def mention_counts(user_id: int) -> dict[str, int]:
-    """Unread messages that mention the user, per member room."""
+    """Unread messages that mention the user, per member room; the user's own messages are never unread."""
     stmt = (
         sa.select(Room.name, sa.func.count(Mention.message_id))
         .select_from(RoomMembership)
@@ -664,10 +695,11 @@ def mention_counts(user_id: int) -> dict[str, int]:
             sa.and_(
                 Message.room_id == RoomMembership.room_id,
                 Message.id > RoomMembership.last_read_id,
+                Message.sender_id != user_id,
                 Message.deleted.is_(False),
             ),
         )
-        .join(Mention, sa.and_(Mention.message_id == Message.id, Mention.user_id == user_id))
+        .join(Mention, sa.and_(Mention.message_id == Message.id, Mention.user_id == user_id, Mention.current))
         .where(RoomMembership.user_id == user_id)
         .group_by(Room.name)
     )

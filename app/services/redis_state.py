@@ -389,7 +389,11 @@ class RedisPresenceStore(PresenceStore):
         if not isinstance(sid, str):
             return None
         raw = self._query("get", sid)
-        return self._info(raw) if raw else None
+        if raw:
+            return self._info(raw)
+        # A socket of this worker that Redis lost (restarted empty, or this worker reaped while
+        # stalled) keeps working until the next heartbeat registers it again.
+        return self._local.get(sid) if self._pid == os.getpid() else None
 
     def sids_of(self, user_id: int) -> list[str]:
         return sorted(self._query("sids_of", str(int(user_id))))

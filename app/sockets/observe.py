@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 import time
 
@@ -11,6 +12,8 @@ from flask_socketio import ConnectionRefusedError
 
 from app import metrics
 from app.logs import fields_text, log_access
+
+log = logging.getLogger("switchboard.sockets")
 
 # (namespace, sid) -> user id of every socket of this worker that got past authentication.
 _socket_users: dict[tuple[str, str], int] = {}
@@ -90,6 +93,11 @@ def observe_connection(namespace_handler, event: str, sid: str | None, trigger, 
     except ConnectionRefusedError as refusal:
         _refused(fields, refusal.error_args.get("message") if isinstance(refusal.error_args, dict) else None)
         raise
+    except Exception:
+        # Unanswered, the client would wait for its connect timeout: refuse it with a code instead.
+        log.exception("could not open a %s socket", namespace)
+        _refused(fields, "internal")
+        raise ConnectionRefusedError("internal") from None
     if result is False:
         _refused(fields, None)
         return result

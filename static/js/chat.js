@@ -1,9 +1,11 @@
 // The chat page: rooms and direct messages over one socket, catch-up after every reconnect,
 // and an outbox that keeps each message until the server has acknowledged it.
 import { io } from "/static/vendor/socket.io.esm.min.js";
+import { AttachmentTray } from "./attachments.js";
 import { el, newClientId, timeElement } from "./dom.js";
 import { MessageList } from "./message-list.js";
 import { Outbox } from "./outbox.js";
+import { mountSearch } from "./search.js";
 
 const ACK_TIMEOUT_MS = 10000;
 const RESEND_DELAY_MS = 3000;
@@ -512,13 +514,20 @@ let resendTimer = null;
 
 function composeAndSend() {
   const body = ui.input.value.trim();
-  if (!body) return;
+  const attachments = tray.ids();
+  if (tray.busy) {
+    tray.error.textContent = "Wait until the files have finished uploading.";
+    return;
+  }
+  if (!body && !attachments.length) return;
   const conversation = state.current;
+  tray.clear();
   const entry = outbox.add({
     client_id: newClientId(),
     kind: conversation.kind,
     to: conversation.name,
     body,
+    attachments,
     created_at: new Date().toISOString(),
     status: "sending",
     error: null,
@@ -565,6 +574,7 @@ async function sendEntry(entry) {
     entry.kind === "room"
       ? { room: entry.to, body: entry.body, client_id: entry.client_id }
       : { to_user: entry.to, body: entry.body, client_id: entry.client_id };
+  if (entry.attachments?.length) payload.attachments = entry.attachments;
   let ack;
   try {
     ack = await call(entry.kind === "room" ? "message" : "dm", payload);
@@ -792,6 +802,19 @@ socket.on("announcement", ({ body, from, created_at: createdAt } = {}) => {
 });
 
 // -- the page's controls -----------------------------------------------------------
+
+const tray = new AttachmentTray({
+  composer: ui.composer,
+  input: ui.input,
+  dropZone: ui.composer.closest(".conversation") || ui.composer,
+  call,
+});
+mountSearch({
+  container: document.querySelector(".topbar"),
+  call,
+  me,
+  open: (message) => navigate(conversationOf(message)),
+});
 
 ui.input.addEventListener("keydown", (event) => {
   if (event.key !== "Enter" || event.shiftKey || event.isComposing) return;

@@ -1,4 +1,5 @@
 // The message list of the open conversation: confirmed messages in id order, then the outbox's.
+import { renderAttachments } from "./attachments.js";
 import { el, timeElement } from "./dom.js";
 
 // Within this distance of the bottom the list follows new messages; further up it stays put.
@@ -118,6 +119,7 @@ export class MessageList {
         justSent ? deliveryLabel("sent") : null,
       ),
       body,
+      !message.deleted && message.attachments?.length ? renderAttachments(message.attachments) : null,
     );
   }
 

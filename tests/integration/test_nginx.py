@@ -113,8 +113,15 @@ def proxy(tmp_path_factory) -> Iterator[Proxy]:
     database_url = components.create_postgres_database()
     prefix = components.unique_name("sbnginx")
     directory = tmp_path_factory.mktemp("nginx")
-    # As in docker-compose.yml: nginx is the one proxy whose X-Forwarded-* headers are believed.
-    env = {"REDIS_URL": redis_url, "REDIS_PREFIX": prefix, "ACCESS_LOG": "-", "TRUSTED_PROXIES": "1"}
+    # As in docker-compose.yml: every instance serves the same uploaded files, and nginx is the one
+    # proxy whose X-Forwarded-* headers are believed.
+    env = {
+        "REDIS_URL": redis_url,
+        "REDIS_PREFIX": prefix,
+        "ACCESS_LOG": "-",
+        "UPLOAD_DIR": str(directory / "uploads"),
+        "TRUSTED_PROXIES": "1",
+    }
     servers: list[LiveServer] = []
     process = None
     try:
@@ -243,6 +250,29 @@ def test_metrics_are_not_served_through_nginx(proxy):
     assert requests.get(f"{proxy.url}/metrics", timeout=10).status_code == 404
     direct = requests.get(f"{proxy.servers[0].url}/metrics", timeout=10)
     assert direct.status_code == 200 and "switchboard_sockets_connected" in direct.text
+
+
+def test_a_10_mb_upload_through_nginx_is_served_by_every_instance(proxy):
+    account = api.register_and_token(proxy.url)
+    headers = {"Authorization": f"Bearer {account['token']}"}
+    sessions = proxy.routed_sessions()
+    first, second = (sessions[proxy.upstream_port(server)] for server in proxy.servers)
+    data = os.urandom(10 * 1024 * 1024)
+
+    uploaded = first.post(f"{proxy.url}/api/uploads", files={"file": ("big.bin", data)}, headers=headers, timeout=60)
+
+    assert uploaded.status_code == 201, uploaded.text[:500]
+    attachment = uploaded.json()["attachment"]
+    assert attachment["size"] == len(data)
+    for session in (first, second):
+        served = session.get(proxy.url + attachment["url"], headers=headers, timeout=60)
+        assert served.status_code == 200
+        assert served.content == data
+    too_big = first.post(
+        f"{proxy.url}/api/uploads", files={"file": ("bigger.bin", data + b"x")}, headers=headers, timeout=60
+    )
+    assert too_big.status_code == 413
+    assert too_big.json()["error"]["code"] == "too_large"
 
 
 def test_security_headers_pass_through_nginx_and_redirects_stay_relative(proxy):
