@@ -5,7 +5,7 @@
 ARG NODE_IMAGE=node:20-slim
 ARG PYTHON_IMAGE=python:3.11-slim
 
-# --- browser assets: socket.io-client, pinned by package-lock.json -------------------------
+# --- browser assets: socket.io-client and markdown-it, pinned by package-lock.json -------------------------
 FROM ${NODE_IMAGE} AS assets
 WORKDIR /build
 COPY package.json package-lock.json ./
@@ -15,7 +15,8 @@ RUN npm ci --omit=dev --no-audit --no-fund --loglevel=error \
        node_modules/socket.io-client/dist/socket.io.esm.min.js.map \
        node_modules/socket.io-client/dist/socket.io.min.js \
        node_modules/socket.io-client/dist/socket.io.min.js.map \
-       vendor/
+       vendor/ \
+ && cp node_modules/markdown-it/dist/browser/markdown-it.esm.min.mjs vendor/markdown-it.esm.min.js
 
 # --- the application ------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE}

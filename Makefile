@@ -29,6 +29,7 @@ static/vendor/socket.io.esm.min.js: node_modules/.package-lock.json
 	mkdir -p static/vendor
 	cp node_modules/socket.io-client/dist/socket.io.esm.min.js node_modules/socket.io-client/dist/socket.io.esm.min.js.map \
 	   node_modules/socket.io-client/dist/socket.io.min.js node_modules/socket.io-client/dist/socket.io.min.js.map static/vendor/
+	cp node_modules/markdown-it/dist/browser/markdown-it.esm.min.mjs static/vendor/markdown-it.esm.min.js
 
 install: $(VENV)/.installed static/vendor/socket.io.esm.min.js
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 from urllib.parse import quote, urlsplit
 
-from flask import Flask, flash, jsonify, redirect, request, session, url_for
+from flask import Flask, flash, jsonify, redirect, render_template, request, session, url_for
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.config import INSTANCE, ROOT, config_from_env
@@ -194,9 +194,20 @@ def register_error_handlers(app: Flask) -> None:
             response.headers["Retry-After"] = str(retry_after)
         return response, error.http_status
 
+    def error_page(status: int):
+        """The styled page for 403, 404 and 500; plain text if even that cannot be drawn."""
+        try:
+            return render_template(f"errors/{status}.html"), status
+        except Exception:
+            app.logger.exception("could not render the %s page", status)
+            db.session.rollback()
+            return f"Error {status}", status
+
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
         if not wants_json():
+            if error.code in (403, 404, 500):
+                return error_page(error.code)
             return error
         code = code_for_status.get(error.code or 500, "invalid" if (error.code or 500) < 500 else "internal")
         return jsonify(error_body(code, error.description or error.name)), error.code
@@ -207,7 +218,7 @@ def register_error_handlers(app: Flask) -> None:
         db.session.rollback()
         if wants_json():
             return jsonify(error_body("internal", "internal server error")), 500
-        return "Internal Server Error", 500
+        return error_page(500)
 
 
 def register_response_headers(app: Flask) -> None:

@@ -180,8 +180,8 @@ class Reaction(Model):
 class Mention(Model):
     """A user named with @ in a message; read by `mentions` unread counts per room.
 
-    An edit that drops a name keeps its row with ``current`` false: the user was told once
-    (the `mention` event) and is not told again when a later edit names them anew.
+    An edit that drops a name keeps its row with ``current`` false, and ``notified`` remembers
+    that a member got the `mention` event: a later edit that names them anew tells no one twice.
     """
 
     __tablename__ = "message_mentions"
@@ -191,6 +191,7 @@ class Mention(Model):
     user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
     position: Mapped[int] = mapped_column(default=0)
     current: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
+    notified: Mapped[bool] = mapped_column(default=False, server_default=sa.true())
 
     user: Mapped[User] = relationship(lazy="joined", innerjoin=True)
 

@@ -65,6 +65,8 @@ class Draft:
     reply_to_id: int | None = None
     # (user id, canonical username) of everyone the body mentions, in order of first appearance.
     mentions: list[tuple[int, str]] = field(default_factory=list)
+    # The mentioned members of the room, who get the `mention` event once the message commits.
+    notified: set[int] = field(default_factory=set)
     # Uploads of the sender to claim in the same transaction as the insert.
     attachment_ids: list[int] = field(default_factory=list)
     result: dict | None = None
@@ -178,7 +180,12 @@ def _insert(session, batch: list[Draft]) -> list[tuple[dict, bool]]:
         statement = sa.insert(table).returning(table.c.id, sort_by_parameter_order=True)
         ids = session.execute(statement, [row for _, row in new_rows]).scalars().all()
         mention_rows = [
-            {"message_id": message_id, "user_id": user_id, "position": position}
+            {
+                "message_id": message_id,
+                "user_id": user_id,
+                "position": position,
+                "notified": user_id in batch[index].notified,
+            }
             for (index, _), message_id in zip(new_rows, ids, strict=True)
             for position, (user_id, _name) in enumerate(batch[index].mentions)
         ]
@@ -418,6 +425,7 @@ def post_room_message(
             room_name=room.name,
             reply_to_id=reply_to_id,
             mentions=mentions,
+            notified=mentioned_members,
             attachment_ids=attachment_ids,
         )
     )
@@ -498,9 +506,10 @@ def edit_message(user: User, message_id, body, *, actor_sid=None) -> dict:
         if message.body == text:
             return message.to_dict()
         ever = {mention.user_id: mention for mention in message.mentioned}
-        # Only someone never named in this message before is told: `mention` goes out once per message.
-        added = {user_id for user_id, _ in mentions} - ever.keys() - {user.id}
-        mentioned_members = _room_members(message.room_id, added) if message.room_id is not None else set()
+        # `mention` goes out once per message and user: only to members never told of this one before.
+        untold = {user_id for user_id, _ in mentions if not (user_id in ever and ever[user_id].notified)}
+        untold.discard(user.id)
+        mentioned_members = _room_members(message.room_id, untold) if message.room_id is not None else set()
         message.body = text
         message.edited_at = utcnow()
         message.rev = next_rev(session)
@@ -509,11 +518,10 @@ def edit_message(user: User, message_id, body, *, actor_sid=None) -> dict:
         for position, (user_id, _name) in enumerate(mentions):
             row = ever.get(user_id)
             if row is None:
-                message.mentioned.append(
-                    Mention(user_id=user_id, position=position, current=True, user=session.get(User, user_id))
-                )
-            else:
-                row.position, row.current = position, True
+                row = Mention(user_id=user_id, position=position, notified=False, user=session.get(User, user_id))
+                message.mentioned.append(row)
+            row.position, row.current = position, True
+            row.notified = row.notified or user_id in mentioned_members
         message.mentioned.sort(key=lambda mention: mention.position)
         session.flush()
         payload = message.to_dict()

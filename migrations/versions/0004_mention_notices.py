@@ -1,4 +1,4 @@
-"""Mentions an edit dropped stay recorded as not current, so a user is told of a message once.
+"""Mentions an edit dropped stay recorded as not current, and who was told is remembered, so a user is told of a message once.
 
 Revision ID: 0004
 Revises: 0003
@@ -19,9 +19,12 @@ depends_on = None
 def upgrade():
     with op.batch_alter_table('message_mentions', schema=None) as batch_op:
         batch_op.add_column(sa.Column('current', sa.Boolean(), server_default=sa.true(), nullable=False))
+        # Mentions stored before this revision were announced when they were posted.
+        batch_op.add_column(sa.Column('notified', sa.Boolean(), server_default=sa.true(), nullable=False))
 
 
 def downgrade():
     op.execute(sa.text('DELETE FROM message_mentions WHERE NOT current'))
     with op.batch_alter_table('message_mentions', schema=None) as batch_op:
+        batch_op.drop_column('notified')
         batch_op.drop_column('current')
