@@ -2,9 +2,36 @@
 
 import os
 
+from geventwebsocket.gunicorn.workers import GeventWebSocketWorker
+from geventwebsocket.handler import WebSocketHandler
+
+# A client gets this long to send a request's line and headers (also: how long an idle
+# keep-alive connection is kept), and this long for each read or write of a body after
+# them. Without them a client that trickles its headers holds a connection for good.
+HEADER_TIMEOUT_SECONDS = float(os.environ.get("HTTP_HEADER_TIMEOUT_SECONDS", 30))
+BODY_TIMEOUT_SECONDS = float(os.environ.get("HTTP_BODY_TIMEOUT_SECONDS", 60))
+
+
+class TimedWebSocketHandler(WebSocketHandler):
+    """gevent-websocket's handler with read timeouts; a websocket, once upgraded, has Engine.IO's pings."""
+
+    def read_requestline(self):
+        self.socket.settimeout(HEADER_TIMEOUT_SECONDS)
+        return super().read_requestline()
+
+    def read_request(self, raw_requestline):
+        result = super().read_request(raw_requestline)
+        self.socket.settimeout(None if self._connection_upgrade_requested() else BODY_TIMEOUT_SECONDS)
+        return result
+
+
+class TimedWebSocketWorker(GeventWebSocketWorker):
+    wsgi_handler = TimedWebSocketHandler
+
+
 # HOST and PORT as the contract names them; a --bind on the command line (as `make run` gives) wins.
 bind = [f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '5000')}"]
-worker_class = "geventwebsocket.gunicorn.workers.GeventWebSocketWorker"
+worker_class = TimedWebSocketWorker
 # gunicorn's default of 1000 silently caps how many sockets one gevent worker holds.
 worker_connections = int(os.environ.get("WORKER_CONNECTIONS", 20000))
 workers = int(os.environ.get("WEB_CONCURRENCY", 1))

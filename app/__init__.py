@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import hmac
 from urllib.parse import quote, urlsplit
 
-from flask import Flask, flash, jsonify, redirect, render_template, request, url_for
+from flask import Flask, flash, jsonify, redirect, render_template, request, session, url_for
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.config import INSTANCE, ROOT, config_from_env
@@ -39,9 +40,11 @@ def create_app(config: type | dict | None = None) -> Flask:
 
 def register_extensions(app: Flask) -> None:
     from app import socket_guard
+    from app.auth import CREDENTIAL_STAMP_KEY
     from app.database import configure_engine
     from app.models import User, include_in_schema_comparison
     from app.packet_limits import check_internals, limit_packet_sizes
+    from app.services import users
     from app.services.files import FilesystemStore
     from app.sockets.common import check_login_session_key
 
@@ -63,7 +66,11 @@ def register_extensions(app: Flask) -> None:
     @login_manager.user_loader
     def load_user(user_id: str):
         user = db.session.get(User, int(user_id)) if user_id.isdigit() else None
-        return user if user is not None and not user.banned else None
+        if user is None or user.banned:
+            return None
+        # A session from before the password last changed is over.
+        stamp = users.credential_stamp(user, app.config["SECRET_KEY"])
+        return user if hmac.compare_digest(str(session.get(CREDENTIAL_STAMP_KEY)), stamp) else None
 
     app.extensions["switchboard.files"] = FilesystemStore(app.config["UPLOAD_DIR"])
 

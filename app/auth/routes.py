@@ -2,11 +2,11 @@
 
 from urllib.parse import urlsplit
 
-from flask import current_app, flash, redirect, render_template, request, url_for
+from flask import current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 from flask_wtf.csrf import CSRFError
 
-from app.auth import bp
+from app.auth import CREDENTIAL_STAMP_KEY, bp
 from app.auth.forms import LoginForm, LogoutForm, RegisterForm
 from app.errors import ServiceError
 from app.services import users
@@ -18,6 +18,12 @@ def _safe_next(target: str | None) -> str:
     if target and target.startswith("/") and not target.startswith("//") and not urlsplit(target).netloc:
         return target
     return url_for("chat.index")
+
+
+def sign_in(user) -> None:
+    login_user(user)
+    # The session ends when the password changes (see load_user).
+    session[CREDENTIAL_STAMP_KEY] = users.credential_stamp(user, current_app.config["SECRET_KEY"])
 
 
 @bp.app_context_processor
@@ -41,7 +47,7 @@ def register():
             else:
                 form.username.errors.append(error.message)
         else:
-            login_user(user)
+            sign_in(user)
             flash(f"Welcome, {user.username}!", "success")
             return redirect(url_for("chat.index"))
     return render_template("auth/register.html", form=form), 400 if request.method == "POST" else 200
@@ -69,7 +75,7 @@ def login():
             )
             status = 401 if error.code == "unauthorized" else 403
         else:
-            login_user(user)
+            sign_in(user)
             return redirect(_safe_next(request.args.get("next")))
     elif request.method == "POST":
         status = 400

@@ -1,6 +1,8 @@
 """Accounts: registration, credentials, bearer tokens, admin rights, and the ban check at sign-in."""
 
 import functools
+import hashlib
+import hmac
 import secrets
 from datetime import timedelta
 
@@ -85,8 +87,16 @@ def ban_message(user: User) -> str:
     return f"this account is banned: {user.ban_reason}" if user.ban_reason else "this account is banned"
 
 
+def credential_stamp(user: User, secret_key: str) -> str:
+    """Changes whenever the password does (a new hash has a new salt): sessions and tokens carry it,
+    so setting a password ends every session and token issued before."""
+    digest = hmac.new(secret_key.encode(), user.password_hash.encode(), hashlib.sha256)
+    return digest.hexdigest()[:24]
+
+
 def issue_token(user: User, secret_key: str, ttl_seconds: int) -> dict:
-    token = URLSafeTimedSerializer(secret_key, salt=TOKEN_SALT).dumps({"uid": user.id})
+    payload = {"uid": user.id, "stamp": credential_stamp(user, secret_key)}
+    token = URLSafeTimedSerializer(secret_key, salt=TOKEN_SALT).dumps(payload)
     expires_at = utcnow() + timedelta(seconds=ttl_seconds)
     return {"token": token, "expires_at": isoformat(expires_at), "user": user.to_dict()}
 
@@ -105,6 +115,8 @@ def user_from_token(token, secret_key: str, ttl_seconds: int) -> User:
     user = db.session.get(User, uid) if type(uid) is int and 0 < uid <= validation.MAX_INTEGER else None
     if user is None:
         raise ServiceError("unauthorized", "the token is not valid")
+    if not hmac.compare_digest(str(data.get("stamp")), credential_stamp(user, secret_key)):
+        raise ServiceError("unauthorized", "the token was revoked: the password has changed since")
     if user.banned:
         raise ServiceError("banned", ban_message(user))
     return user
