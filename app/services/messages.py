@@ -41,7 +41,7 @@ from app.models import (
 )
 from app.services import files, validation
 from app.services.notifier import notifier
-from app.services.rooms import check_may_read, get_room
+from app.services.rooms import check_may_read, get_room, unread_counts
 
 SYNC_LIMIT = 500
 MAX_EMOJI = 32
@@ -698,24 +698,7 @@ def mark_dm_read(user_id: int, other: User, message_id) -> int:
 
 def mention_counts(user_id: int) -> dict[str, int]:
     """Unread messages that mention the user, per member room; the user's own messages are never unread."""
-    stmt = (
-        sa.select(Room.name, sa.func.count(Mention.message_id))
-        .select_from(RoomMembership)
-        .join(Room, Room.id == RoomMembership.room_id)
-        .join(
-            Message,
-            sa.and_(
-                Message.room_id == RoomMembership.room_id,
-                Message.id > RoomMembership.last_read_id,
-                Message.sender_id != user_id,
-                Message.deleted.is_(False),
-            ),
-        )
-        .join(Mention, sa.and_(Mention.message_id == Message.id, Mention.user_id == user_id, Mention.current))
-        .where(RoomMembership.user_id == user_id)
-        .group_by(Room.name)
-    )
-    return dict(db.session.execute(stmt).tuples().all())
+    return unread_counts(user_id, mentions_only=True)
 
 
 def count_since(seconds: int = 60) -> int:

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from app.database import write_transaction
 from app.errors import ServiceError
 from app.extensions import db
-from app.models import Message, Room, RoomMembership, User
+from app.models import Mention, Message, Room, RoomMembership, User
 from app.services import validation
 from app.services.notifier import notifier
 
@@ -268,7 +268,9 @@ def mark_read(user_id: int, name, message_id) -> int:
     return marker
 
 
-def unread_counts(user_id: int) -> dict[str, int]:
+def unread_counts(user_id: int, *, mentions_only: bool = False) -> dict[str, int]:
+    """Unread messages per member room: above the read marker, not deleted, not the user's own;
+    with ``mentions_only``, only those that mention the user now."""
     stmt = (
         sa.select(Room.name, sa.func.count(Message.id))
         .select_from(RoomMembership)
@@ -285,4 +287,8 @@ def unread_counts(user_id: int) -> dict[str, int]:
         .where(RoomMembership.user_id == user_id)
         .group_by(Room.name)
     )
+    if mentions_only:
+        stmt = stmt.join(
+            Mention, sa.and_(Mention.message_id == Message.id, Mention.user_id == user_id, Mention.current)
+        )
     return {name: count for name, count in db.session.execute(stmt)}

@@ -21,6 +21,24 @@ NODE_SCRIPTS = Path(__file__).resolve().parent / "node"
 PASSWORD = "correct horse battery"
 TRANSPORTS = ["websocket", "polling"]
 
+# Every field of a MESSAGE, as the contract lists them.
+MESSAGE_KEYS = {
+    "id",
+    "room",
+    "sender",
+    "recipient",
+    "body",
+    "client_id",
+    "created_at",
+    "deleted",
+    "rev",
+    "edited_at",
+    "reply_to",
+    "mentions",
+    "reactions",
+    "attachments",
+}
+
 
 @dataclass(frozen=True)
 class Account:

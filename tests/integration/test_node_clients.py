@@ -6,24 +6,9 @@ import uuid
 
 import pytest
 
-pytestmark = pytest.mark.integration
+from tests.integration.conftest import MESSAGE_KEYS
 
-MESSAGE_KEYS = {
-    "id",
-    "room",
-    "sender",
-    "recipient",
-    "body",
-    "client_id",
-    "created_at",
-    "deleted",
-    "rev",
-    "edited_at",
-    "reply_to",
-    "mentions",
-    "reactions",
-    "attachments",
-}
+pytestmark = pytest.mark.integration
 
 
 def test_default_transports_room_message_dm_by_sid_and_binary_body(account, chat_server, run_node):

@@ -7,26 +7,9 @@ import uuid
 import pytest
 import requests
 
-from tests.integration.conftest import TRANSPORTS, login_cookie
+from tests.integration.conftest import MESSAGE_KEYS, TRANSPORTS, login_cookie
 
 pytestmark = pytest.mark.integration
-
-MESSAGE_KEYS = {
-    "id",
-    "room",
-    "sender",
-    "recipient",
-    "body",
-    "client_id",
-    "created_at",
-    "deleted",
-    "rev",
-    "edited_at",
-    "reply_to",
-    "mentions",
-    "reactions",
-    "attachments",
-}
 
 
 def unique_room() -> str:
