@@ -214,9 +214,11 @@ def test_a_room_of_thirty_websockets_gets_a_burst_exactly_once_and_in_order(fano
 
 
 def test_a_reader_that_stops_reading_stalls_nobody_and_later_gets_everything(fanout_server, opened):
+    PER_SENDER = 60
     room = fresh_room()
     listener = new_account(fanout_server)
-    # A small receive buffer and the largest bodies: the server's writes to it stop going through.
+    # A small receive buffer, and bodies whose JSON escapes take 12 bytes a character: megabytes
+    # more than the kernel buffers hold, so the server's writes to this socket stop going through.
     stalled = RawReceiver(fanout_server.url, listener.token, room, receive_buffer=4096)
     opened.append(stalled)
     receivers = []
@@ -225,11 +227,11 @@ def test_a_reader_that_stops_reading_stalls_nobody_and_later_gets_everything(fan
         opened.append(receiver)
         receivers.append(receiver.start())
     senders = sender_clients(fanout_server, room, 2, opened)
-    padding = "x" * 3900
+    padding = "\U0001f600" * 3900
     acked: list[list[int]] = [[] for _ in senders]
 
     def send_all(index: int, client: RecordingClient) -> None:
-        for number in range(100):
+        for number in range(PER_SENDER):
             answer = client.call("message", {"room": room, "body": f"{index}-{number}-{padding}"})
             assert answer["ok"] is True, answer
             acked[index].append(answer["message"]["id"])
@@ -240,11 +242,11 @@ def test_a_reader_that_stops_reading_stalls_nobody_and_later_gets_everything(fan
         thread.start()
     for thread in threads:
         thread.join(timeout=120)
-    assert sum(map(len, acked)) == 200, "a sender was held up"
+    assert sum(map(len, acked)) == 2 * PER_SENDER, "a sender was held up"
 
     deadline = time.monotonic() + DELIVERY_BOUND_SECONDS
     for receiver in receivers:
-        receiver.wait_for(200, deadline)
+        receiver.wait_for(2 * PER_SENDER, deadline)
     took = time.monotonic() - started
     for receiver in receivers:
         assert_exactly_once_in_order(receiver.ids, acked)
@@ -252,7 +254,7 @@ def test_a_reader_that_stops_reading_stalls_nobody_and_later_gets_everything(fan
 
     # The stalled reader now reads: everything, once, in order, its frames intact.
     stalled.start()
-    stalled.wait_for(200, time.monotonic() + DELIVERY_BOUND_SECONDS)
+    stalled.wait_for(2 * PER_SENDER, time.monotonic() + DELIVERY_BOUND_SECONDS)
     assert_exactly_once_in_order(stalled.ids, acked)
     assert stalled.ids == receivers[0].ids
 
