@@ -184,7 +184,13 @@ class DirectWrites:
         websocket = self.websockets.get(eio_sid)
         if websocket is not None:
             frame = self.frame_of(pkt)
-            if frame is not None and websocket.write_now(frame):
+            try:
+                written = frame is not None and websocket.write_now(frame)
+            except Exception:
+                # Nothing was written: the queue delivers it, and the emit goes on to the other sockets.
+                log.exception("direct write to %s failed; the queue takes it", eio_sid)
+                written = False
+            if written:
                 self._direct.inc()
                 return
         self._queued.inc()
