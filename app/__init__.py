@@ -47,6 +47,7 @@ def register_extensions(app: Flask) -> None:
     from app.services import users
     from app.services.files import FilesystemStore
     from app.sockets.common import check_login_session_key
+    from app.sockets.fanout import check_fanout_internals, fanout_installable, install_direct_writes
 
     db.init_app(app)
     with app.app_context():
@@ -103,6 +104,10 @@ def register_extensions(app: Flask) -> None:
     )
     # Both rely on library internals: an upgrade that changes them stops the start, not a limit.
     check_internals()
+    if app.config["FANOUT_DIRECT_WRITES"]:
+        check_fanout_internals()
+        if fanout_installable(socketio.server):
+            app.extensions["switchboard.fanout"] = install_direct_writes(socketio.server)
     check_login_session_key(app)
     hops = app.config["TRUSTED_PROXIES"]
     if hops:

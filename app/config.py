@@ -35,6 +35,14 @@ class Config:
     SOCKETIO_ASYNC_MODE = os.environ.get("SOCKETIO_ASYNC_MODE") or None
     SOCKETIO_LOGGER = False
     MAX_PACKET_BYTES = 1_000_000
+    # Under gevent-websocket, an emit's websocket frame is built once and written straight to every
+    # websocket whose Engine.IO queue is idle (app/sockets/fanout.py); "0" sends every packet through the queue.
+    FANOUT_DIRECT_WRITES = os.environ.get("FANOUT_DIRECT_WRITES", "1").strip().lower() not in (
+        "0",
+        "false",
+        "no",
+        "off",
+    )
     # Malformed Socket.IO packets answered `invalid` before the connection is closed; a packet
     # that cannot be answered at all closes it at once.
     SOCKET_MAX_BAD_PACKETS = _env_int("SOCKET_MAX_BAD_PACKETS", 20)

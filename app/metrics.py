@@ -44,6 +44,11 @@ SOCKET_ACKS = Counter(
     "Socket.IO acks sent, by namespace, event and code (ok, or the error code)",
     ["namespace", "event", "code"],
 )
+EMIT_DELIVERIES = Counter(
+    "switchboard_emit_deliveries",
+    "Emitted packets handed to one socket, by path: direct (its websocket frame written at once) or queued",
+    ["path"],
+)
 ACK_SECONDS = Histogram(
     "switchboard_socket_ack_seconds",
     "Time from an event reaching its handler to its ack, by namespace and event",

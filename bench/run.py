@@ -6,7 +6,8 @@ whose generator was saturated is marked as meaningless rather than reported as a
 Results are printed as tables and written as JSON to bench/results/ (or $BENCH_OUTPUT).
 
 Environment: BENCH_SCENARIOS=2,4 picks scenarios; BENCH_QUICK=1 is a short run; BENCH_TINY=1 is
-the few-client run of the test suite's smoke test; BENCH_PROFILE=1 samples the Switchboard worker
+the few-client run of the test suite's smoke test; BENCH_ROOM_RATES=200,500 and BENCH_BIG_ROOM_RATES=10,50
+replace the rates of scenarios 2 and 3; BENCH_PROFILE=1 samples the Switchboard worker
 with py-spy during scenario 2's fastest rate and every rate of scenario 5 (py-spy must be installed in the venv).
 ``run.py --report bench/results/bench-<stamp>.json`` prints the tables of an earlier run again.
 """
@@ -1046,6 +1047,16 @@ def main() -> int:
         return 2
     RESULTS.mkdir(parents=True, exist_ok=True)
     bench = Bench(scale, scenarios, profile=os.environ.get("BENCH_PROFILE") == "1")
+    for key, variable in (("room_rates", "BENCH_ROOM_RATES"), ("big_room_rates", "BENCH_BIG_ROOM_RATES")):
+        if os.environ.get(variable):
+            bench.scale = {
+                **bench.scale,
+                key: [
+                    float(part) if "." in part else int(part)
+                    for part in os.environ[variable].split(",")
+                    if part.strip()
+                ],
+            }
     results = bench.run()
     print(report(results))
     print(f"\nJSON: {bench.save()}")
