@@ -5,8 +5,12 @@ It runs python-socketio's threaded ``Client`` with its own reconnection, and add
 * an outbox: every ``send`` gets a client_id and stays pending until the server
   acknowledges it; after a reconnect the pending messages are sent again, in order,
   with the same client_ids, so the server stores each once;
-* catch-up: after every connect it pages through ``sync`` from its cursor and merges
-  by id, so live events that arrive meanwhile are not shown twice.
+* edits, deletions and reactions go through the same outbox, in order with the sends,
+  and are sent again after a reconnect until acknowledged (the server applies each once);
+* catch-up by rev: after every connect it pages through ``sync {"after_rev"}`` from its
+  rev cursor and keeps, per message id, the copy with the highest rev, so live events
+  that arrive meanwhile are not shown twice and every change made while it was away
+  (an edit, a deletion, a reaction) reaches its view.
 
 Event handlers run on python-socketio's reader thread and only record what arrived;
 every request (sync, sends) is made from one delivery thread of its own, because a
@@ -55,8 +59,8 @@ class SwitchboardClient:
     """One user's connection to the ``/`` namespace.
 
     ``transports`` is python-socketio's list (``["websocket"]``, ``["polling"]``, or None
-    for polling upgraded to websocket). ``after`` is the id to catch up from on the first
-    connect: 0 fetches everything the user may read.
+    for polling upgraded to websocket). ``after_rev`` is the rev to catch up from on the
+    first connect: 0 fetches everything the user may read.
     """
 
     def __init__(
@@ -65,7 +69,7 @@ class SwitchboardClient:
         token: str,
         *,
         transports: list[str] | None = None,
-        after: int = 0,
+        after_rev: int = 0,
         ack_timeout: float = 10.0,
         reconnection_delay: float = 0.2,
         reconnection_delay_max: float = 2.0,
@@ -89,7 +93,7 @@ class SwitchboardClient:
         self.announcements: list[dict] = []
         # Why the server last refused the connection ("unauthorized", "banned"), if it did.
         self.refusal: str | None = None
-        self._timeline = Timeline(after)
+        self._timeline = Timeline(after_rev)
         self._outbox = Outbox()
         self._lock = threading.Condition(threading.RLock())
         self._connected = False
@@ -147,6 +151,26 @@ class SwitchboardClient:
     def send_dm(self, to_user: str, body: str, client_id: str | None = None) -> OutgoingMessage:
         return self._enqueue("dm", {"to_user": to_user, "body": body, "client_id": client_id})
 
+    def edit(self, message_id: int, body: str, timeout: float = 30.0) -> dict:
+        """Replace the body of one's own message; returns the acknowledged MESSAGE."""
+        return self._change("edit", {"id": message_id, "body": body}, timeout)
+
+    def delete(self, message_id: int, timeout: float = 30.0) -> dict:
+        """Delete one's own message; returns the acknowledged (deleted) MESSAGE."""
+        return self._change("delete", {"id": message_id}, timeout)
+
+    def react(self, message_id: int, emoji: str, active: bool = True, timeout: float = 30.0) -> dict:
+        """Add (``active``) or take back one's ``emoji`` on a message; returns the acknowledged MESSAGE."""
+        return self._change("react", {"id": message_id, "emoji": emoji, "active": active}, timeout)
+
+    def _change(self, event: str, payload: dict, timeout: float) -> dict:
+        """Queue a change behind everything sent before it and wait for its ack, across reconnects.
+
+        Raises MessageRejected for a final refusal and TimeoutError when no ack came in time
+        (the change then stays queued and may still be applied). Not for event handlers.
+        """
+        return self._enqueue(event, payload).wait(timeout)
+
     def _enqueue(self, event: str, payload: dict) -> OutgoingMessage:
         with self._lock:
             if self._closed:
@@ -156,7 +180,7 @@ class SwitchboardClient:
         return item
 
     def flush(self, timeout: float) -> None:
-        """Wait until every message sent so far is acknowledged or refused."""
+        """Wait until every message and change sent so far is acknowledged or refused."""
         if not self.wait_for(lambda: len(self._outbox) == 0, timeout):
             raise TimeoutError(f"{len(self._outbox)} messages still pending after {timeout}s")
 
@@ -212,11 +236,18 @@ class SwitchboardClient:
 
     @property
     def cursor(self) -> int:
+        """The rev the next catch-up starts after."""
         return self._timeline.cursor
 
     @property
     def duplicates_dropped(self) -> int:
+        """Copies merged that were not newer than the one held (a live message that sync brought again)."""
         return self._timeline.duplicates_dropped
+
+    @property
+    def updates_applied(self) -> int:
+        """Copies merged that replaced an older version of a held message (an edit, a deletion, a reaction)."""
+        return self._timeline.updates_applied
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
         """Wait until ``predicate()`` holds (checked whenever the client's state changes)."""
@@ -237,6 +268,7 @@ class SwitchboardClient:
         self.sio.on("session", self._on_session)
         self.sio.on("message", self._on_message)
         self.sio.on("dm", self._on_message)
+        self.sio.on("message_updated", self._on_message)
         self.sio.on("message_deleted", self._on_message_deleted)
         self.sio.on("announcement", self._on_announcement)
 
@@ -333,8 +365,9 @@ class SwitchboardClient:
                 continue
 
     def _catch_up(self, generation: int) -> None:
+        """Page through every change after the rev cursor, moving the cursor to each page's end."""
         while True:
-            ack = self._request("sync", {"after": self._timeline.cursor}, self.ack_timeout)
+            ack = self._request("sync", {"after_rev": self._timeline.cursor}, self.ack_timeout)
             if not ack.get("ok"):
                 # Not a connection problem (the server refused sync): try again a little later.
                 time.sleep(0.5)
@@ -345,7 +378,7 @@ class SwitchboardClient:
                 for message in ack["messages"]:
                     self._timeline.merge(message)
                 if ack["messages"]:
-                    self._timeline.advance(ack["messages"][-1]["id"])
+                    self._timeline.advance(ack["rev"])
                 if not ack["has_more"] or not ack["messages"]:
                     self._synced = True
                     self._lock.notify_all()
@@ -355,6 +388,7 @@ class SwitchboardClient:
     def _send(self, item: OutgoingMessage) -> None:
         with self._lock:
             item.attempts += 1
+            generation = self._generation
         try:
             ack = self._request(item.event, item.payload, self.ack_timeout)
         except ConnectionLost:
@@ -363,11 +397,37 @@ class SwitchboardClient:
                     # Connected but unanswered: a stalled transport. Retry after a pause.
                     self._outbox.postpone(item)
             raise
+        if self._repeated_delete_not_found(item, ack):
+            ack = self._deleted_meanwhile(item, ack, generation)
         with self._lock:
             self._outbox.settle(item, ack)
             if ack.get("ok"):
                 self._timeline.merge(ack["message"])
             self._lock.notify_all()
+
+    @staticmethod
+    def _repeated_delete_not_found(item: OutgoingMessage, ack: dict) -> bool:
+        return (
+            item.event == "delete"
+            and item.attempts > 1
+            and not ack.get("ok")
+            and (ack.get("error") or {}).get("code") == "not_found"
+        )
+
+    def _deleted_meanwhile(self, item: OutgoingMessage, ack: dict, generation: int) -> dict:
+        """The answer to a repeated ``delete`` refused as ``not_found``.
+
+        The server answers ``not_found`` for a message that is deleted already, so a repeat
+        whose earlier attempt went through (its ack lost with the connection) is refused. A
+        catch-up now brings the deletion if there was one: then the message is deleted, as
+        asked, and the deleted MESSAGE is the answer. Otherwise the refusal stands.
+        """
+        self._catch_up(generation)
+        with self._lock:
+            held = self._timeline.get(item.payload["id"])
+        if held is None or not held.get("deleted"):
+            return ack
+        return {"ok": True, "message": held}
 
 
 __all__ = ["ConnectionLost", "MessageRejected", "RequestFailed", "SwitchboardClient", "request_token"]

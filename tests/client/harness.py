@@ -119,24 +119,27 @@ def seed_messages(server, sender: Account, room: str, count: int) -> None:
 
 
 def stored_messages(database_url: str) -> list[dict]:
-    """Every stored message, oldest first, read straight from the database."""
-    engine = sa.create_engine(database_url)
-    try:
-        with engine.connect() as connection:
-            rows = connection.execute(
-                sa.text(
-                    "SELECT m.id, r.name AS room, u.username AS sender, m.client_id, m.body"
-                    " FROM messages m JOIN users u ON u.id = m.sender_id"
-                    " LEFT JOIN rooms r ON r.id = m.room_id ORDER BY m.id"
-                )
-            )
-            return [dict(row._mapping) for row in rows]
-    finally:
-        engine.dispose()
+    """Every stored message, oldest first, as the server itself renders it (``Message.to_dict()``,
+    reactions and rev included), read from the database with ``sender`` as the username."""
+    from app import create_app
+    from app.config import TestingConfig
+    from app.extensions import db
+    from app.models import Message
+
+    config = type("ReadConfig", (TestingConfig,), {"SQLALCHEMY_DATABASE_URI": database_url})
+    app = create_app(config)
+    with app.app_context():
+        try:
+            stored = [message.to_dict() for message in db.session.scalars(sa.select(Message).order_by(Message.id))]
+        finally:
+            db.session.remove()
+            db.engine.dispose()
+    return [{**message, "sender": message["sender"]["username"]} for message in stored]
 
 
 def essentials(messages: list[dict]) -> list[tuple]:
-    """The fields a client view and the database must agree on, in order."""
+    """The fields a client view and the database must agree on, in order: who sent what where,
+    and the message's final state (body, deletion, edit time, reactions, rev)."""
     return [
         (
             m["id"],
@@ -144,6 +147,10 @@ def essentials(messages: list[dict]) -> list[tuple]:
             m["sender"] if isinstance(m["sender"], str) else m["sender"]["username"],
             m["client_id"],
             m["body"],
+            m["deleted"],
+            m["edited_at"],
+            tuple((r["emoji"], r["count"], tuple(r["users"])) for r in m["reactions"]),
+            m["rev"],
         )
         for m in messages
     ]
@@ -154,18 +161,25 @@ def converged(client: SwitchboardClient, expected: list[tuple], room: str) -> bo
 
 
 def assert_all_converge(clients, database_url: str, room: str, timeout: float, context: str = "") -> list[tuple]:
-    """Wait for every client's view of ``room`` to equal the database, in order; returns that view."""
+    """Wait for every client's view of ``room`` to equal the database message by message, final
+    state included; returns that view."""
     expected = essentials([row for row in stored_messages(database_url) if row["room"] == room])
     for client in clients:
-        assert client.wait_for(lambda c=client: converged(c, expected, room), timeout), (
-            f"a client never converged{context}: {len(client.room_messages(room))} of {len(expected)}"
-        )
+        if not client.wait_for(lambda c=client: converged(c, expected, room), timeout):
+            held = {m[0]: m for m in essentials(client.room_messages(room))}
+            differences = [(m, held.get(m[0])) for m in expected if held.get(m[0]) != m]
+            raise AssertionError(
+                f"a client never converged{context}: {len(held)} of {len(expected)} messages,"
+                f" {len(differences)} differ, first (stored, held): {differences[:3]}"
+            )
     return expected
 
 
 class DroppingProxy:
     """A TCP proxy in front of the server for one client: ``drop()`` cuts every connection
-    it carries at once, mid-stream, the way a lost network does. New connections go through."""
+    it carries at once, mid-stream, the way a lost network does. New connections go through
+    unless ``refusing`` (the network is down); while ``swallowing``, what the server sends is
+    lost on the way (requests arrive and are handled, their answers never do)."""
 
     def __init__(self, target_port: int) -> None:
         self.target = ("127.0.0.1", target_port)
@@ -175,6 +189,8 @@ class DroppingProxy:
         self._sockets: set[socket.socket] = set()
         self._closed = False
         self.drops = 0
+        self.refusing = False
+        self.swallowing = False
         threading.Thread(target=self._accept, name="proxy-accept", daemon=True).start()
 
     @property
@@ -187,6 +203,9 @@ class DroppingProxy:
                 downstream, _ = self._listener.accept()
             except OSError:
                 return
+            if self.refusing:
+                downstream.close()
+                continue
             try:
                 upstream = socket.create_connection(self.target, timeout=5)
                 upstream.settimeout(None)
@@ -202,13 +221,16 @@ class DroppingProxy:
                     upstream.close()
                     return
                 self._sockets.update((downstream, upstream))
-            for source, sink in ((downstream, upstream), (upstream, downstream)):
-                threading.Thread(target=self._pump, args=(source, sink), name="proxy-pump", daemon=True).start()
+            for source, sink, answers in ((downstream, upstream, False), (upstream, downstream, True)):
+                threading.Thread(
+                    target=self._pump, args=(source, sink, answers), name="proxy-pump", daemon=True
+                ).start()
 
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket, answers: bool) -> None:
         try:
             while data := source.recv(65536):
-                sink.sendall(data)
+                if not (answers and self.swallowing):
+                    sink.sendall(data)
         except OSError:
             pass
         finally:
