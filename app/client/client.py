@@ -91,6 +91,8 @@ class SwitchboardClient:
         self.connections = 0
         self.transports_used: list[str] = []
         self.announcements: list[dict] = []
+        # Copies from sync pages that replaced an older version held (changes made while away).
+        self.changes_caught_up = 0
         # Why the server last refused the connection ("unauthorized", "banned"), if it did.
         self.refusal: str | None = None
         self._timeline = Timeline(after_rev)
@@ -375,8 +377,10 @@ class SwitchboardClient:
             with self._lock:
                 if generation != self._generation:
                     raise ConnectionLost("reconnected while catching up")
+                applied = self._timeline.updates_applied
                 for message in ack["messages"]:
                     self._timeline.merge(message)
+                self.changes_caught_up += self._timeline.updates_applied - applied
                 if ack["messages"]:
                     self._timeline.advance(ack["rev"])
                 if not ack["has_more"] or not ack["messages"]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import random
+import re
 import socket
 import struct
 import threading
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from app.client import SwitchboardClient
+from app.client import OutgoingMessage, SwitchboardClient
 
 PASSWORD = "correct horse battery"
 
@@ -173,6 +175,105 @@ def assert_all_converge(clients, database_url: str, room: str, timeout: float, c
                 f" {len(differences)} differ, first (stored, held): {differences[:3]}"
             )
     return expected
+
+
+class ScriptedUser:
+    """One client's part in a convergence test, on a thread of its own, while connections drop.
+
+    It sends ``count`` messages in batches of ``batch`` (the same for every user of a test); once
+    a batch is acknowledged it edits the batch's third message and (again) the previous batch's,
+    edits the sixth, reacts to it and deletes it, and reacts to two messages of the others
+    (sometimes taking a reaction back). So edits, deletions and reactions interleave with the
+    sends of every client. Only sixth messages are ever deleted and nobody else touches them, so
+    no change is refused.
+    """
+
+    EMOJI = ("👍", "🎉", "👀")
+
+    def __init__(
+        self, client: SwitchboardClient, username: str, room: str, count: int, *, seed: int, wait: float, batch: int
+    ):
+        self.client, self.username, self.room, self.count, self.wait = client, username, room, count, wait
+        self.batch = batch
+        self.rng = random.Random(seed)
+        self.sent: list[OutgoingMessage] = []
+        self.final_body: dict[str, str] = {}  # client_id -> the body the message must end with
+        self.changes: list[dict] = []  # the acknowledged MESSAGE of every edit, deletion and reaction
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=f"script-{username}", daemon=True)
+
+    def start(self) -> ScriptedUser:
+        self._thread.start()
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise TimeoutError(f"{self.username}'s script still running after {timeout}s")
+        if self.error is not None:
+            raise self.error
+
+    def _run(self) -> None:
+        try:
+            self._script()
+        except BaseException as exc:  # re-raised by join() on the test's thread
+            self.error = exc
+
+    @staticmethod
+    def _number(message: dict) -> int | None:
+        found = re.search(r"#(\d{3})", message["body"])
+        return int(found.group(1)) if found else None
+
+    def _edit(self, message: dict, suffix: str) -> None:
+        body = f"{self.username} #{self._number(message):03d} {suffix}"
+        self.changes.append(self.client.edit(message["id"], body, timeout=self.wait))
+        self.final_body[message["client_id"]] = body
+
+    def _react(self, message_id: int, emoji: str, active: bool) -> None:
+        self.changes.append(self.client.react(message_id, emoji, active, timeout=self.wait))
+
+    def _script(self) -> None:
+        previous: list[dict] = []
+        reacted: list[tuple[int, str]] = []
+        for first in range(0, self.count, self.batch):
+            items = [
+                self.client.send(self.room, f"{self.username} #{n:03d}")
+                for n in range(first, min(first + self.batch, self.count))
+            ]
+            for item in items:
+                self.sent.append(item)
+                self.final_body[item.client_id] = item.payload["body"]
+            batch = [item.wait(self.wait) for item in items]
+            if len(batch) > 2:
+                self._edit(batch[2], "edited")
+            if len(previous) > 2:
+                self._edit(previous[2], "edited again")
+            if len(batch) > 5:
+                doomed = batch[5]
+                self._edit(doomed, "edited before its deletion")
+                self._react(doomed["id"], self.rng.choice(self.EMOJI), True)
+                self.changes.append(self.client.delete(doomed["id"], timeout=self.wait))
+                self.final_body[doomed["client_id"]] = ""
+            others = [
+                m
+                for m in self.client.room_messages(self.room)
+                if m["sender"]["username"] != self.username
+                and not m["deleted"]
+                and self._number(m) is not None
+                and self._number(m) % self.batch != 5
+            ]
+            for message in self.rng.sample(others, min(2, len(others))):
+                emoji = self.rng.choice(self.EMOJI)
+                self._react(message["id"], emoji, True)
+                reacted.append((message["id"], emoji))
+            if reacted and self.rng.random() < 0.3:
+                message_id, emoji = reacted.pop(self.rng.randrange(len(reacted)))
+                self._react(message_id, emoji, False)
+            previous = batch
 
 
 class DroppingProxy:
