@@ -34,6 +34,10 @@ class ConnectionLost(Exception):
     """A request could not be answered on the current connection (not connected, dropped, no ack)."""
 
 
+class NoAnswer(ConnectionLost):
+    """A request went unanswered for ``ack_timeout`` on a connection that still looked up."""
+
+
 class RequestFailed(Exception):
     """The server answered a request with ``{"ok": false, "error": ...}``."""
 
@@ -78,14 +82,14 @@ class SwitchboardClient:
         self.token = token
         self.transports = transports
         self.ack_timeout = ack_timeout
-        self.sio = socketio.Client(
-            reconnection=True,
-            reconnection_attempts=0,
-            reconnection_delay=reconnection_delay,
-            reconnection_delay_max=reconnection_delay_max,
-            randomization_factor=min(0.5, reconnection_delay / 2),
-            handle_sigint=False,
-        )
+        self._socket_options = {
+            "reconnection": True,
+            "reconnection_attempts": 0,
+            "reconnection_delay": reconnection_delay,
+            "reconnection_delay_max": reconnection_delay_max,
+            "randomization_factor": min(0.5, reconnection_delay / 2),
+            "handle_sigint": False,
+        }
         self.user: dict | None = None
         self.sid: str | None = None
         self.connections = 0
@@ -103,7 +107,9 @@ class SwitchboardClient:
         self._closed = False
         self._generation = 0
         self._worker: threading.Thread | None = None
-        self._register_handlers()
+        # Connections replaced because they stopped answering (see _reconnect_afresh).
+        self.replaced_connections = 0
+        self.sio = self._new_socket()
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -129,9 +135,25 @@ class SwitchboardClient:
         with self._lock:
             self._closed = True
             self._lock.notify_all()
-        self.sio.shutdown()
         if self._worker is not None:
             self._worker.join(timeout=5)
+        self._shut(self.sio)
+
+    @staticmethod
+    def _shut(sio: socketio.Client) -> None:
+        """Disconnect ``sio`` for good, without waiting on a transport that may hang.
+
+        ``shutdown()`` alone can leave it connected: a reconnection attempt already under way
+        when it is called still completes. Without reconnection it stays down.
+        """
+        sio.reconnection = False
+        for _ in range(3):
+            if sio.eio.state == "connected":
+                sio.eio.disconnect(abort=True)
+            sio.shutdown()
+            if sio.eio.state == "disconnected":
+                return
+            time.sleep(0.1)
 
     def use_transports(self, transports: list[str] | None) -> None:
         """Transports for the next reconnection (a fallback to ``["polling"]``, say)."""
@@ -263,16 +285,28 @@ class SwitchboardClient:
 
     # -- Socket.IO events (reader thread: record and notify, never wait) -----------
 
-    def _register_handlers(self) -> None:
-        self.sio.on("connect", self._on_connect)
-        self.sio.on("disconnect", self._on_disconnect)
-        self.sio.on("connect_error", self._on_connect_error)
-        self.sio.on("session", self._on_session)
-        self.sio.on("message", self._on_message)
-        self.sio.on("dm", self._on_message)
-        self.sio.on("message_updated", self._on_message)
-        self.sio.on("message_deleted", self._on_message_deleted)
-        self.sio.on("announcement", self._on_announcement)
+    def _new_socket(self) -> socketio.Client:
+        """A python-socketio client with this client's handlers. Connection events of a socket
+        that has been replaced are ignored; what it still delivers merges harmlessly."""
+        sio = socketio.Client(**self._socket_options)
+
+        def current(handler):
+            def handle(*args):
+                if sio is self.sio:
+                    handler(*args)
+
+            return handle
+
+        sio.on("connect", current(self._on_connect))
+        sio.on("disconnect", current(self._on_disconnect))
+        sio.on("connect_error", current(self._on_connect_error))
+        sio.on("session", current(self._on_session))
+        sio.on("message", self._on_message)
+        sio.on("dm", self._on_message)
+        sio.on("message_updated", self._on_message)
+        sio.on("message_deleted", self._on_message_deleted)
+        sio.on("announcement", self._on_announcement)
+        return sio
 
     def _on_connect(self) -> None:
         with self._lock:
@@ -336,9 +370,11 @@ class SwitchboardClient:
         with self._lock:
             while not answer:
                 remaining = deadline - time.monotonic()
-                if self._generation != generation or not self._connected or self._closed or remaining <= 0:
+                if self._generation != generation or not self._connected or self._closed:
                     # The ack is lost with its connection; whatever was asked may still have happened.
-                    raise ConnectionLost(f"no answer to {event}")
+                    raise ConnectionLost(f"the connection ended before the answer to {event}")
+                if remaining <= 0:
+                    raise NoAnswer(f"no answer to {event} within {timeout:g}s")
                 self._lock.wait(remaining)
         if not isinstance(answer[0], dict):
             return {"ok": False, "error": {"code": "internal", "message": f"malformed ack {answer[0]!r}"}}
@@ -362,9 +398,51 @@ class SwitchboardClient:
                     self._catch_up(generation)
                 else:
                     self._send(head)
+            except NoAnswer:
+                self._reconnect_afresh()
             except ConnectionLost:
                 # The next connect starts over: catch up again, then resend the head.
                 continue
+
+    def _reconnect_afresh(self) -> None:
+        """Replace a connection that looks up but answers nothing, and connect again.
+
+        python-engineio can be left with a transport that neither answers nor fails (a drop
+        during a reconnection can leave the Socket.IO client connected over a closed Engine.IO
+        connection, which then discards whatever is sent and never reconnects). Waiting does not
+        help, so the connection is thrown away and a new one is opened. Nothing is lost either
+        way: the catch-up and the outbox start over on the new connection.
+        """
+        old = self.sio
+        with self._lock:
+            if self._closed:
+                return
+            self.sio = self._new_socket()  # from now on `old`'s connection events are ignored
+            self._connected = False
+            self.replaced_connections += 1
+            self._lock.notify_all()
+        self._shut(old)
+        delay = self._socket_options["reconnection_delay"]
+        while True:
+            with self._lock:
+                if self._closed:
+                    return
+            try:
+                self.sio.connect(
+                    self.url,
+                    auth={"token": self.token},
+                    transports=old.connection_transports,
+                    wait_timeout=self.ack_timeout,
+                )
+            except socketio.exceptions.ConnectionError:
+                time.sleep(delay)
+                delay = min(delay * 2, self._socket_options["reconnection_delay_max"])
+                continue
+            with self._lock:
+                closed = self._closed
+            if closed:  # close() came while connecting
+                self._shut(self.sio)
+            return
 
     def _catch_up(self, generation: int) -> None:
         """Page through every change after the rev cursor, moving the cursor to each page's end."""
@@ -395,10 +473,11 @@ class SwitchboardClient:
             generation = self._generation
         try:
             ack = self._request(item.event, item.payload, self.ack_timeout)
-        except ConnectionLost:
+        except ConnectionLost as lost:
             with self._lock:
+                item.last_failure = str(lost)
                 if self._connected and not self._closed:
-                    # Connected but unanswered: a stalled transport. Retry after a pause.
+                    # Connected but unanswered: a stalled transport, replaced before the retry.
                     self._outbox.postpone(item)
             raise
         if self._repeated_delete_not_found(item, ack):

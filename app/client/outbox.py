@@ -41,6 +41,8 @@ class OutgoingMessage:
     error: dict | None = None
     attempts: int = 0
     not_before: float = 0.0
+    # Why the last attempt did not settle it (a passing refusal, a lost or missing answer).
+    last_failure: str | None = None
     settled: threading.Event = field(default_factory=threading.Event, repr=False)
 
     @property
@@ -52,6 +54,7 @@ class OutgoingMessage:
         if not self.settled.wait(timeout):
             raise TimeoutError(
                 f"{self.event} {self.client_id or self.payload.get('id')} not acknowledged within {timeout}s"
+                f" after {self.attempts} attempts (last: {self.last_failure})"
             )
         if self.error is not None:
             raise MessageRejected(self.error)
@@ -102,6 +105,7 @@ class Outbox:
                 self.acked[item.payload["client_id"]] = item.message
             self._remove(item)
         elif ack.get("error", {}).get("code") in RETRYABLE_CODES:
+            item.last_failure = f"{ack['error'].get('code')}: {ack['error'].get('message')}"
             self.postpone(item)
         else:
             item.error = ack.get("error") or {"code": "internal", "message": f"malformed ack {ack!r}"}

@@ -291,6 +291,30 @@ def test_a_repeated_delete_whose_ack_was_lost_answers_the_deleted_message(server
         gc.collect()
 
 
+@pytest.mark.integration
+@pytest.mark.filterwarnings(ENGINEIO_LEAKED_WEBSOCKET)
+def test_a_connection_that_stops_answering_is_replaced_and_the_message_stored_once(server, open_client):
+    [ann] = accounts(server, 1, rooms=("mute-line",))
+    proxy = DroppingProxy(server.port)
+    try:
+        client = open_client(
+            ann, url=proxy.url, transports=["websocket"], ack_timeout=1.0, reconnection_delay=0.05
+        ).connect()
+        proxy.swallowing = True  # the connection stays open, and nothing comes back on it
+        item = client.send("mute-line", "through a silent line")
+        assert client.wait_for(lambda: client.replaced_connections >= 1, WAIT_SECONDS)
+        assert not item.settled.is_set()
+        proxy.swallowing = False
+        stored = item.wait(WAIT_SECONDS)
+        assert item.attempts >= 2
+        assert essentials([stored]) == stored_room(server, "mute-line")
+        assert client.wait_for(lambda: essentials(client.room_messages("mute-line")) == [essentials([stored])[0]], 5)
+        assert client.connections >= 2
+    finally:
+        proxy.close()
+        gc.collect()
+
+
 # -- the parts on their own ---------------------------------------------------------------
 
 
