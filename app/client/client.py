@@ -10,7 +10,9 @@ It runs python-socketio's threaded ``Client`` with its own reconnection, and add
 * catch-up by rev: after every connect it pages through ``sync {"after_rev"}`` from its
   rev cursor and keeps, per message id, the copy with the highest rev, so live events
   that arrive meanwhile are not shown twice and every change made while it was away
-  (an edit, a deletion, a reaction) reaches its view.
+  (an edit, a deletion, a reaction) reaches its view;
+* a connection that looks up but leaves a request unanswered for ``ack_timeout`` is
+  replaced by a new one, since python-engineio does not always notice a dead transport.
 
 Event handlers run on python-socketio's reader thread and only record what arrived;
 every request (sync, sends) is made from one delivery thread of its own, because a
@@ -115,7 +117,8 @@ class SwitchboardClient:
 
     def connect(self, timeout: float = 10.0) -> SwitchboardClient:
         """Open the first connection (raises socketio's ConnectionError when it fails) and wait
-        until it has caught up; later drops are handled by python-socketio's reconnection."""
+        until it has caught up; later drops are handled by python-socketio's reconnection, and a
+        connection that stops answering is replaced."""
         self._worker = threading.Thread(target=self._deliver, name="switchboard-client", daemon=True)
         self._worker.start()
         try:
@@ -141,16 +144,18 @@ class SwitchboardClient:
 
     @staticmethod
     def _shut(sio: socketio.Client) -> None:
-        """Disconnect ``sio`` for good, without waiting on a transport that may hang.
+        """Disconnect ``sio`` for good.
 
         ``shutdown()`` alone can leave it connected: a reconnection attempt already under way
-        when it is called still completes. Without reconnection it stays down.
+        when it is called still completes. Without reconnection it stays down. The disconnects
+        wait for the transport's threads (an aborted one can open a new HTTP session after the
+        reset, which nothing would ever close).
         """
         sio.reconnection = False
         for _ in range(3):
-            if sio.eio.state == "connected":
-                sio.eio.disconnect(abort=True)
             sio.shutdown()
+            if sio.eio.state == "connected" and not sio.connected:
+                sio.eio.disconnect()  # Engine.IO is up, the namespace connect was still under way
             if sio.eio.state == "disconnected":
                 return
             time.sleep(0.1)
@@ -421,7 +426,8 @@ class SwitchboardClient:
             self._connected = False
             self.replaced_connections += 1
             self._lock.notify_all()
-        self._shut(old)
+        # Shut on a thread of its own: waiting for a transport that hangs must not hold up the new one.
+        threading.Thread(target=self._shut, args=(old,), name="switchboard-client-shut", daemon=True).start()
         delay = self._socket_options["reconnection_delay"]
         while True:
             with self._lock:

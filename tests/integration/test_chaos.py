@@ -143,5 +143,6 @@ def test_every_client_ends_with_the_stored_history_through_random_drops(live_ser
         f"drops {[p.drops for p in proxies]}, connections {[c.connections for c in clients]}, "
         f"resends {resends}, duplicates dropped {[c.duplicates_dropped for c in clients]}, "
         f"changes {sum(len(script.changes) for script in scripts)} (edited {edited}, deleted {deleted}, "
-        f"reactions {reactions}), caught up {[c.changes_caught_up for c in clients]}"
+        f"reactions {reactions}), caught up {[c.changes_caught_up for c in clients]}, "
+        f"connections replaced {[c.replaced_connections for c in clients]}"
     )
