@@ -71,6 +71,8 @@ def test_acked_messages_survive_sigkill_and_every_client_converges_after_restart
             assert client_id in stored_at_kill, f"acked message {message['id']} lost by the kill"
             assert stored_at_kill[client_id]["id"] == message["id"]
             assert stored_at_kill[client_id]["created_at"] == message["created_at"]
+            if stored_at_kill[client_id]["rev"] == message["rev"]:  # not changed since it was acked
+                assert essentials([stored_at_kill[client_id]]) == essentials([message])
         for change in changes_before_kill:
             row = stored_at_kill[change["client_id"]]
             assert row["rev"] >= change["rev"], f"acked change {change['rev']} of {change['id']} lost by the kill"
