@@ -78,11 +78,7 @@ def frozen_clock():
 def test_join_creates_the_room_and_answers_room_and_messages(open_tab, make_user):
     tab = open_tab(make_user("ann"))
     ack = tab.send("join", {"room": "random"})
-    assert ack == {
-        "ok": True,
-        "room": {"name": "random", "members": 1, "online": 1, "topic": "", "private": False},
-        "messages": [],
-    }
+    assert ack == {"ok": True, "room": {"name": "random", "members": 1, "online": 1, "topic": "", "private": False}, "messages": []}
 
 
 def test_join_answers_the_last_50_messages_oldest_first(app, open_tab, make_user):
