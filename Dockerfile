@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # Switchboard production image: gunicorn with one gevent-websocket worker per container.
 # Run several containers behind nginx (deploy/nginx.conf) to scale out; see docker-compose.yml.
 
@@ -6,7 +5,7 @@
 ARG NODE_IMAGE=node:20-slim
 ARG PYTHON_IMAGE=python:3.11-slim
 
-# --- browser assets: socket.io-client, pinned by package-lock.json -------------------------
+# --- browser assets: socket.io-client and markdown-it, pinned by package-lock.json -------------------------
 FROM ${NODE_IMAGE} AS assets
 WORKDIR /build
 COPY package.json package-lock.json ./
@@ -16,7 +15,8 @@ RUN npm ci --omit=dev --no-audit --no-fund --loglevel=error \
        node_modules/socket.io-client/dist/socket.io.esm.min.js.map \
        node_modules/socket.io-client/dist/socket.io.min.js \
        node_modules/socket.io-client/dist/socket.io.min.js.map \
-       vendor/
+       vendor/ \
+ && cp node_modules/markdown-it/dist/browser/markdown-it.esm.min.mjs vendor/markdown-it.esm.min.js
 
 # --- the application ------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE}
@@ -36,9 +36,10 @@ RUN pip install --requirement requirements.txt
 
 COPY . .
 COPY --from=assets /build/vendor/ static/vendor/
-# The app writes only to instance/ (the SQLite file when DATABASE_URL is unset); the code stays root-owned.
-RUN mkdir -p instance \
- && chown switchboard:switchboard instance \
+# The app writes only to instance/ (the SQLite file when DATABASE_URL is unset, and uploads under
+# instance/uploads, where compose mounts the volume every instance shares); the code stays root-owned.
+RUN mkdir -p instance/uploads \
+ && chown switchboard:switchboard instance instance/uploads \
  && chmod 0755 docker-entrypoint.sh
 
 ENV SWITCHBOARD_ENV=production \
@@ -47,7 +48,8 @@ ENV SWITCHBOARD_ENV=production \
     WEB_CONCURRENCY=1 \
     FLASK_APP=wsgi
 
-USER switchboard
+# Numeric, so a runtime can verify it is not root (Kubernetes runAsNonRoot).
+USER 10001:10001
 EXPOSE 5000
 
 # OCI images have no health check: with buildah or podman, build with --format docker to keep it.

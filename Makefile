@@ -29,6 +29,7 @@ static/vendor/socket.io.esm.min.js: node_modules/.package-lock.json
 	mkdir -p static/vendor
 	cp node_modules/socket.io-client/dist/socket.io.esm.min.js node_modules/socket.io-client/dist/socket.io.esm.min.js.map \
 	   node_modules/socket.io-client/dist/socket.io.min.js node_modules/socket.io-client/dist/socket.io.min.js.map static/vendor/
+	cp node_modules/markdown-it/dist/browser/markdown-it.esm.min.mjs static/vendor/markdown-it.esm.min.js
 
 install: $(VENV)/.installed static/vendor/socket.io.esm.min.js
 
@@ -48,6 +49,7 @@ test: install-dev
 lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy app
 
 format: install-dev
 	$(BIN)/ruff format .
@@ -55,6 +57,7 @@ format: install-dev
 
 bench: install-dev
 	bash bench/run.sh
+	$(BIN)/python bench/files_search.py
 
 clean:
 	rm -rf $(VENV) node_modules static/vendor .pytest_cache

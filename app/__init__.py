@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import logging
 from urllib.parse import quote, urlsplit
 
-from flask import Flask, flash, jsonify, redirect, request, url_for
+from flask import Flask, flash, jsonify, redirect, render_template, request, url_for
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.config import INSTANCE, ROOT, config_from_env
 from app.errors import HTTP_STATUS, error_body
 from app.extensions import csrf, db, login_manager, migrate, socketio
+from app.logs import configure_logging
 
 
 def create_app(config: type | dict | None = None) -> Flask:
@@ -23,25 +24,31 @@ def create_app(config: type | dict | None = None) -> Flask:
     if isinstance(config, dict):
         app.config.update(config)
     INSTANCE.mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(app.config["LOG_FORMAT"])
 
     register_extensions(app)
+    register_signin_throttle(app)
     register_blueprints(app)
     register_namespaces(app)
     register_error_handlers(app)
+    register_response_headers(app)
     register_cli(app)
+    register_observability(app)
     return app
 
 
 def register_extensions(app: Flask) -> None:
+    from app import socket_guard
     from app.database import configure_engine
-    from app.models import User
-    from app.packet_limits import limit_packet_sizes
+    from app.models import User, include_in_schema_comparison
+    from app.packet_limits import check_internals, limit_packet_sizes
+    from app.services.files import FilesystemStore
+    from app.sockets.common import check_login_session_key
 
     db.init_app(app)
     with app.app_context():
         configure_engine(db.engine)
-    migrate.init_app(app, db, render_as_batch=True, compare_type=True)
+    migrate.init_app(app, db, render_as_batch=True, compare_type=True, include_name=include_in_schema_comparison)
     csrf.init_app(app)
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
@@ -58,6 +65,8 @@ def register_extensions(app: Flask) -> None:
         user = db.session.get(User, int(user_id)) if user_id.isdigit() else None
         return user if user is not None and not user.banned else None
 
+    app.extensions["switchboard.files"] = FilesystemStore(app.config["UPLOAD_DIR"])
+
     socketio_options = {
         "async_mode": app.config["SOCKETIO_ASYNC_MODE"],
         "cors_allowed_origins": origin_checker(app.config["CHAT_ALLOWED_ORIGINS"]),
@@ -66,11 +75,53 @@ def register_extensions(app: Flask) -> None:
         "engineio_logger": False,
     }
     if app.config["REDIS_URL"]:
-        socketio_options["message_queue"] = app.config["REDIS_URL"]
-        socketio_options["channel"] = f"{app.config['REDIS_PREFIX']}:socketio"
+        from app.sockets.message_queue import CatchUpRedisManager
+        from app.sockets.message_queue import check_internals as check_queue_internals
+
+        check_queue_internals()
+        socketio_options["client_manager"] = CatchUpRedisManager(
+            app.config["REDIS_URL"], channel=f"{app.config['REDIS_PREFIX']}:socketio"
+        )
     socketio.init_app(app, **socketio_options)
+    guard = socket_guard.install(
+        socketio.server,
+        max_bad_packets=app.config["SOCKET_MAX_BAD_PACKETS"],
+        max_attachment_bytes=app.config["MAX_PACKET_BYTES"],
+        anonymous_per_address=app.config["ANONYMOUS_HANDSHAKES_PER_ADDRESS"],
+        connect_timeout=app.config["SOCKET_CONNECT_TIMEOUT_SECONDS"],
+    )
     # Outside Flask-SocketIO's middleware, so packets are bounded before Engine.IO reads them.
-    app.wsgi_app = limit_packet_sizes(app.wsgi_app, socketio.server.eio, app.config["MAX_PACKET_BYTES"])
+    app.wsgi_app = limit_packet_sizes(  # type: ignore[method-assign]
+        app.wsgi_app, socketio.server.eio, app.config["MAX_PACKET_BYTES"], admits_handshake=guard.admits_handshake
+    )
+    # Both rely on library internals: an upgrade that changes them stops the start, not a limit.
+    check_internals()
+    check_login_session_key(app)
+    hops = app.config["TRUSTED_PROXIES"]
+    if hops:
+        # Outermost, so the origin check and every view see the client's scheme, host and address
+        # as the trusted proxies report them; without proxies the headers are ignored.
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops
+        )
+
+
+def register_signin_throttle(app: Flask) -> None:
+    from app.services.signin_throttle import FailureLog, MemoryFailureLog, SignInThrottle
+
+    failures: FailureLog
+    window = app.config["SIGNIN_FAILURE_WINDOW_SECONDS"]
+    if app.config["REDIS_URL"]:
+        from app.services.redis_state import RedisFailureLog, redis_client
+
+        failures = RedisFailureLog(redis_client(app.config["REDIS_URL"]), app.config["REDIS_PREFIX"], window)
+    else:
+        failures = MemoryFailureLog(window)
+    app.extensions["switchboard.signin_throttle"] = SignInThrottle(
+        failures,
+        per_account=app.config["SIGNIN_FAILURES_PER_ACCOUNT"],
+        per_address=app.config["SIGNIN_FAILURES_PER_ADDRESS"],
+    )
 
 
 def origin_checker(extra_origins: list[str]):
@@ -87,11 +138,12 @@ def origin_checker(extra_origins: list[str]):
         origin = origin.rstrip("/").lower()
         if origin in allowed_extra:
             return True
+        # X-Forwarded-Host/-Proto count only through ProxyFix (TRUSTED_PROXIES), which has
+        # already written them here; a client cannot send them past a server that trusts none.
         host = (environ.get("HTTP_HOST") or "").lower()
         parts = urlsplit(origin)
-        scheme = environ.get("HTTP_X_FORWARDED_PROTO", environ.get("wsgi.url_scheme", "http")).lower()
-        forwarded_host = (environ.get("HTTP_X_FORWARDED_HOST") or "").lower()
-        return parts.scheme == scheme and parts.netloc in {host, forwarded_host} - {""}
+        scheme = environ.get("wsgi.url_scheme", "http").lower()
+        return bool(host) and parts.scheme == scheme and parts.netloc == host
 
     return is_allowed
 
@@ -101,11 +153,13 @@ def register_blueprints(app: Flask) -> None:
     from app.api import bp as api_bp
     from app.auth import bp as auth_bp
     from app.chat import bp as chat_bp
+    from app.files import bp as files_bp
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(chat_bp)
     app.register_blueprint(admin_bp)
     app.register_blueprint(api_bp)
+    app.register_blueprint(files_bp)
     csrf.exempt(api_bp)
 
 
@@ -123,15 +177,30 @@ def register_error_handlers(app: Flask) -> None:
     code_for_status = {status: code for code, status in HTTP_STATUS.items() if code not in ("muted", "banned")}
 
     def wants_json() -> bool:
-        return request.path.startswith("/api/") or request.path == "/healthz"
+        return request.path.startswith(("/api/", "/files/")) or request.path == "/healthz"
 
     @app.errorhandler(ServiceError)
     def service_error(error: ServiceError):
-        return jsonify(error_body(error.code, error.message)), error.http_status
+        response = jsonify(error_body(error.code, error.message))
+        retry_after = getattr(error, "retry_after", None)
+        if retry_after is not None:
+            response.headers["Retry-After"] = str(retry_after)
+        return response, error.http_status
+
+    def error_page(status: int):
+        """The styled page for 403, 404 and 500; plain text if even that cannot be drawn."""
+        try:
+            return render_template(f"errors/{status}.html"), status
+        except Exception:
+            app.logger.exception("could not render the %s page", status)
+            db.session.rollback()
+            return f"Error {status}", status
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
         if not wants_json():
+            if error.code in (403, 404, 500):
+                return error_page(error.code)
             return error
         code = code_for_status.get(error.code or 500, "invalid" if (error.code or 500) < 500 else "internal")
         return jsonify(error_body(code, error.description or error.name)), error.code
@@ -142,10 +211,44 @@ def register_error_handlers(app: Flask) -> None:
         db.session.rollback()
         if wants_json():
             return jsonify(error_body("internal", "internal server error")), 500
-        return "Internal Server Error", 500
+        return error_page(500)
+
+
+def register_response_headers(app: Flask) -> None:
+    """Headers every response carries, and redirects that never name the host the client sent."""
+
+    @app.after_request
+    def add_security_headers(response):
+        for name, value in app.config["SECURITY_HEADERS"].items():
+            response.headers.setdefault(name, value)
+        location = response.headers.get("Location")
+        if location:
+            response.headers["Location"] = same_site_location(location)
+        return response
+
+
+def same_site_location(location: str) -> str:
+    """An absolute redirect back to this site, made relative (the host in it came from the request)."""
+    parts = urlsplit(location)
+    if not parts.scheme and not parts.netloc:
+        return location
+    if parts.netloc.lower() != (request.host or "").lower():
+        return location
+    path = parts.path or "/"
+    return path + (f"?{parts.query}" if parts.query else "") + (f"#{parts.fragment}" if parts.fragment else "")
 
 
 def register_cli(app: Flask) -> None:
     from app.auth.cli import users_cli
+    from app.files.cli import files_cli
 
     app.cli.add_command(users_cli)
+    app.cli.add_command(files_cli)
+
+
+def register_observability(app: Flask) -> None:
+    from app.logs import init_request_log
+    from app.metrics import init_metrics
+
+    init_metrics(app)
+    init_request_log(app)

@@ -28,9 +28,6 @@ class ServiceError(Exception):
     def http_status(self) -> int:
         return HTTP_STATUS[self.code]
 
-    def to_dict(self) -> dict:
-        return {"code": self.code, "message": self.message}
-
 
 def error_body(code: str, message: str) -> dict:
     return {"error": {"code": code, "message": message}}

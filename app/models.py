@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 import sqlalchemy as sa
 from flask import current_app, has_app_context
@@ -10,6 +12,12 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from app.extensions import db
+
+if TYPE_CHECKING:
+    # Flask-SQLAlchemy builds db.Model at run time from this declarative base.
+    from app.extensions import Base as Model
+else:
+    Model = db.Model
 
 
 def utcnow() -> datetime:
@@ -21,7 +29,7 @@ def isoformat(moment: datetime) -> str:
     return moment.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
-class User(db.Model):
+class User(Model):
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -62,7 +70,7 @@ class User(db.Model):
         return {"id": self.id, "username": self.username, "is_admin": self.is_admin}
 
 
-class Room(db.Model):
+class Room(Model):
     __tablename__ = "rooms"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -76,7 +84,7 @@ class Room(db.Model):
     memberships: Mapped[list[RoomMembership]] = relationship(back_populates="room", cascade="all, delete-orphan")
 
 
-class RoomMembership(db.Model):
+class RoomMembership(Model):
     __tablename__ = "room_memberships"
 
     user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
@@ -89,7 +97,7 @@ class RoomMembership(db.Model):
     room: Mapped[Room] = relationship(back_populates="memberships")
 
 
-class Message(db.Model):
+class Message(Model):
     """A room message (room_id set) or a direct message (recipient_id set)."""
 
     __tablename__ = "messages"
@@ -129,6 +137,9 @@ class Message(db.Model):
     mentioned: Mapped[list[Mention]] = relationship(
         lazy="selectin", order_by="Mention.position", cascade="all, delete-orphan", passive_deletes=True
     )
+    attachments: Mapped[list[Attachment]] = relationship(
+        lazy="selectin", order_by="Attachment.id", passive_deletes=True
+    )
 
     def to_dict(self) -> dict:
         return {
@@ -143,13 +154,15 @@ class Message(db.Model):
             "rev": self.rev,
             "edited_at": isoformat(self.edited_at) if self.edited_at is not None else None,
             "reply_to": self.reply_to_id,
-            "mentions": [] if self.deleted else [mention.user.username for mention in self.mentioned],
+            "mentions": []
+            if self.deleted
+            else [mention.user.username for mention in self.mentioned if mention.current],
             "reactions": [] if self.deleted else reaction_summary(self.reactions),
-            "attachments": [],
+            "attachments": [] if self.deleted else [attachment.to_dict() for attachment in self.attachments],
         }
 
 
-class Reaction(db.Model):
+class Reaction(Model):
     """One user's emoji on one message; the row's id orders emoji by first use."""
 
     __tablename__ = "message_reactions"
@@ -164,8 +177,12 @@ class Reaction(db.Model):
     user: Mapped[User] = relationship(lazy="joined", innerjoin=True)
 
 
-class Mention(db.Model):
-    """A user named with @ in a message; read by `mentions` unread counts per room."""
+class Mention(Model):
+    """A user named with @ in a message; read by `mentions` unread counts per room.
+
+    An edit that drops a name keeps its row with ``current`` false, and ``notified`` remembers
+    that a member got the `mention` event: a later edit that names them anew tells no one twice.
+    """
 
     __tablename__ = "message_mentions"
     __table_args__ = (sa.Index("ix_message_mentions_user_id_message_id", "user_id", "message_id"),)
@@ -173,11 +190,13 @@ class Mention(db.Model):
     message_id: Mapped[int] = mapped_column(sa.ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True)
     user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
     position: Mapped[int] = mapped_column(default=0)
+    current: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
+    notified: Mapped[bool] = mapped_column(default=False, server_default=sa.true())
 
     user: Mapped[User] = relationship(lazy="joined", innerjoin=True)
 
 
-class DirectReadMarker(db.Model):
+class DirectReadMarker(Model):
     """How far a user has read their direct conversation with another user."""
 
     __tablename__ = "dm_read_markers"
@@ -195,7 +214,7 @@ def reaction_summary(reactions: list[Reaction]) -> list[dict]:
     return [{"emoji": emoji, "count": len(names), "users": names} for emoji, names in by_emoji.items()]
 
 
-class AuditEntry(db.Model):
+class AuditEntry(Model):
     __tablename__ = "audit_log"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -221,3 +240,96 @@ class AuditEntry(db.Model):
 def dm_pair(a: int, b: int) -> str:
     low, high = sorted((a, b))
     return f"{low}:{high}"
+
+
+class Attachment(Model):
+    """An uploaded file: its metadata here, its bytes (and its thumbnail's) in the FileStore by sha256.
+
+    ``message_id`` is null until a message claims the upload; unclaimed uploads older than a
+    day are removed by ``flask files prune``.
+    """
+
+    __tablename__ = "attachments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uploader_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    message_id: Mapped[int | None] = mapped_column(sa.ForeignKey("messages.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    content_type: Mapped[str] = mapped_column(sa.String(100))
+    size: Mapped[int]
+    sha256: Mapped[str] = mapped_column(sa.String(64), index=True)
+    width: Mapped[int | None]
+    height: Mapped[int | None]
+    thumbnail_sha256: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    thumbnail_type: Mapped[str | None] = mapped_column(sa.String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+    @property
+    def is_image(self) -> bool:
+        return self.width is not None
+
+    def to_dict(self) -> dict:
+        return attachment_dict(
+            self.id, self.name, self.content_type, self.size, self.width, self.height, self.thumbnail_sha256 is not None
+        )
+
+
+def url_safe_name(name: str) -> str:
+    """The file name as the last segment of its URL: no path separators, never empty."""
+    cleaned = name.replace("/", "_").replace("\\", "_").strip() or "file"
+    return quote(cleaned, safe="")
+
+
+def attachment_dict(
+    attachment_id: int, name: str, content_type: str, size: int, width, height, has_thumbnail: bool
+) -> dict:
+    """The ATTACHMENT payload; the file name in the URLs is cosmetic, the id alone finds the file."""
+    safe_name = url_safe_name(name)
+    return {
+        "id": attachment_id,
+        "name": name,
+        "type": content_type,
+        "size": size,
+        "url": f"/files/{attachment_id}/{safe_name}",
+        "width": width,
+        "height": height,
+        "thumbnail_url": f"/files/{attachment_id}/thumbnail/{safe_name}" if has_thumbnail else None,
+    }
+
+
+# Full-text search over message bodies, with each database's own engine. These objects are not in
+# the metadata (autogenerate could not express them), so they are created with the messages table
+# here, for create_all(), and by the migration that introduced them, for real databases;
+# ``include_in_schema_comparison`` keeps `flask db check` from seeing them as drift.
+SEARCH_FTS_TABLE = "messages_fts"
+SEARCH_PG_INDEX = "ix_messages_body_fts"
+SQLITE_SEARCH_DDL = (
+    # External content: the index stores no copy of the bodies, the triggers keep it in step.
+    f"CREATE VIRTUAL TABLE {SEARCH_FTS_TABLE} USING fts5(body, content='messages', content_rowid='id', "
+    "tokenize='unicode61 remove_diacritics 2')",
+    f"CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN "
+    f"INSERT INTO {SEARCH_FTS_TABLE}(rowid, body) VALUES (new.id, new.body); END",
+    f"CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN "
+    f"INSERT INTO {SEARCH_FTS_TABLE}({SEARCH_FTS_TABLE}, rowid, body) VALUES ('delete', old.id, old.body); END",
+    f"CREATE TRIGGER messages_fts_update AFTER UPDATE OF body ON messages BEGIN "
+    f"INSERT INTO {SEARCH_FTS_TABLE}({SEARCH_FTS_TABLE}, rowid, body) VALUES ('delete', old.id, old.body); "
+    f"INSERT INTO {SEARCH_FTS_TABLE}(rowid, body) VALUES (new.id, new.body); END",
+)
+POSTGRES_SEARCH_DDL = (f"CREATE INDEX {SEARCH_PG_INDEX} ON messages USING gin (to_tsvector('simple', body))",)
+
+for _statement in SQLITE_SEARCH_DDL:
+    sa.event.listen(Message.__table__, "after_create", sa.DDL(_statement).execute_if(dialect="sqlite"))
+for _statement in POSTGRES_SEARCH_DDL:
+    sa.event.listen(Message.__table__, "after_create", sa.DDL(_statement).execute_if(dialect="postgresql"))
+sa.event.listen(
+    Message.__table__,
+    "before_drop",
+    sa.DDL(f"DROP TABLE IF EXISTS {SEARCH_FTS_TABLE}").execute_if(dialect="sqlite"),
+)
+
+
+def include_in_schema_comparison(name: str | None, type_: str, _parent_names: dict) -> bool:
+    """Alembic ``include_name`` hook: the search objects above are not in the metadata on purpose."""
+    if type_ == "table" and name is not None and (name == SEARCH_FTS_TABLE or name.startswith(SEARCH_FTS_TABLE + "_")):
+        return False
+    return not (type_ == "index" and name == SEARCH_PG_INDEX)

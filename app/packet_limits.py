@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from urllib.parse import parse_qs
 
+import gevent
 from geventwebsocket.exceptions import ProtocolError
 from geventwebsocket.websocket import Header, WebSocket
+
+from app.socket_guard import log_budget
+
+log = logging.getLogger("switchboard.sockets.guard")
+
+# open, close, ping, pong, message, upgrade, noop
+ENGINEIO_PACKET_TYPES = frozenset("0123456")
 
 
 class MessageTooLarge(Exception):
@@ -35,15 +44,31 @@ class BoundedWebSocket(WebSocket):
     __slots__ = ()
 
     max_message_bytes = 1_000_000
+    # Text that is no Engine.IO packet closes the connection (off only where the frame reader alone is tested).
+    engineio_packets_only = True
 
     def receive(self):
+        # Let every other greenlet run between two messages of one connection, so a client
+        # that sends as fast as it can is served in turn with the others, not before them.
+        gevent.sleep(0)
         try:
-            return super().receive()
+            message = super().receive()
         except MessageTooLarge:
             # gevent-websocket's close() leaves the status code out of the close frame; the
             # peer sees a plain close, which is all the contract asks.
             self.close()
             return None
+        if (
+            self.engineio_packets_only
+            and isinstance(message, str)
+            and (not message or message[0] not in ENGINEIO_PACKET_TYPES)
+        ):
+            # Engine.IO would raise on it outside any handler and log a traceback per message.
+            if log_budget.allow():
+                log.warning("closing a websocket that sent %r, which is no Engine.IO packet", message[:40])
+            self.close()
+            return None
+        return message
 
     def read_message(self):
         opcode = None
@@ -106,15 +131,41 @@ def refuse_oversized_poll(engineio_server, environ: dict, start_response):
     return [b"packet too large"]
 
 
-def limit_packet_sizes(wsgi_app, engineio_server, max_bytes: int, socketio_path: str = "/socket.io"):
+def refuse_handshake(environ, start_response):
+    """Too many unsigned-in sessions from this address: 429, and a websocket already upgraded is closed."""
+    websocket = environ.get("wsgi.websocket")
+    if websocket is not None:
+        websocket.close()
+        return []
+    start_response(
+        "429 TOO MANY REQUESTS",
+        [("Content-Type", "text/plain"), ("Retry-After", "30"), ("Connection", "close")],
+    )
+    return [b"too many connections from this address"]
+
+
+def is_handshake(environ, socketio_path: str) -> bool:
+    return (
+        environ.get("REQUEST_METHOD") == "GET"
+        and environ.get("PATH_INFO", "").rstrip("/") == socketio_path
+        and "sid" not in parse_qs(environ.get("QUERY_STRING", ""))
+    )
+
+
+def limit_packet_sizes(
+    wsgi_app, engineio_server, max_bytes: int, socketio_path: str = "/socket.io", admits_handshake=None
+):
     """WSGI middleware: no Engine.IO packet over ``max_bytes`` is read, over websocket or long-polling.
 
     It wraps the application rather than the gunicorn worker so that the limit holds
-    however the server is started.
+    however the server is started. ``admits_handshake(environ)``, when given, decides
+    whether a new Engine.IO session may open.
     """
     bounded_class = type("BoundedWebSocket", (BoundedWebSocket,), {"__slots__": (), "max_message_bytes": max_bytes})
 
     def middleware(environ, start_response):
+        if admits_handshake is not None and is_handshake(environ, socketio_path) and not admits_handshake(environ):
+            return refuse_handshake(environ, start_response)
         websocket = environ.get("wsgi.websocket")
         if type(websocket) is WebSocket:
             websocket.__class__ = bounded_class
@@ -127,3 +178,48 @@ def limit_packet_sizes(wsgi_app, engineio_server, max_bytes: int, socketio_path:
         return wsgi_app(environ, start_response)
 
     return middleware
+
+
+# What BoundedWebSocket takes from gevent-websocket beyond its public surface.
+WEBSOCKET_INTERNALS = (
+    "__init__",
+    "receive",
+    "close",
+    "handle_close",
+    "handle_ping",
+    "_decode_bytes",
+    "stream",
+    "raw_read",
+    "OPCODE_CONTINUATION",
+    "OPCODE_TEXT",
+    "OPCODE_BINARY",
+    "OPCODE_CLOSE",
+    "OPCODE_PING",
+    "OPCODE_PONG",
+)
+HEADER_INTERNALS = ("decode_header", "fin", "opcode", "flags", "length", "mask")
+
+
+def check_internals() -> None:
+    """Fail at start-up, naming what is missing, if gevent-websocket no longer has what the size limit relies on.
+
+    The limit swaps each connection's class for ``BoundedWebSocket`` and replaces the
+    stock ``read_message``; an upgrade that renames a method, changes the slots or stops
+    reading through ``read_message`` would otherwise disable the limit without a word.
+    """
+    problems = [f"missing WebSocket.{name}" for name in WEBSOCKET_INTERNALS if not hasattr(WebSocket, name)]
+    problems += [f"missing Header.{name}" for name in HEADER_INTERNALS if not hasattr(Header, name)]
+    receive_code = getattr(getattr(WebSocket, "receive", None), "__code__", None)
+    if receive_code is None or "read_message" not in receive_code.co_names:
+        problems.append("WebSocket.receive no longer reads through read_message")
+    try:
+        # A connection's class is swapped in place, which needs the same instance layout.
+        object.__new__(WebSocket).__class__ = BoundedWebSocket
+    except TypeError as error:
+        problems.append(f"a WebSocket can no longer become a BoundedWebSocket ({error})")
+    if problems:
+        raise RuntimeError(
+            "gevent-websocket changed under the websocket size limit (app/packet_limits.py): "
+            + "; ".join(problems)
+            + ". Pin the version in requirements.txt or update BoundedWebSocket."
+        )

@@ -227,6 +227,13 @@ class SwitchboardServer(Server):
                 "DATABASE_URL": self.database_url,
                 # The contract's 20 messages per 10 s per user would refuse most of a 200 msg/s run.
                 "RATE_LIMIT_COUNT": "100000000",
+                # Likewise the flood budgets (a bench sender is one socket) and the cap on
+                # handshakes from one address (every bench client connects from 127.0.0.1).
+                "SOCKET_EVENT_BURST": "100000000",
+                "SOCKET_EVENT_REFILL_PER_SECOND": "100000000",
+                "USER_EVENT_BURST": "100000000",
+                "USER_EVENT_REFILL_PER_SECOND": "100000000",
+                "ANONYMOUS_HANDSHAKES_PER_ADDRESS": "0",
                 "WEB_CONCURRENCY": "1",
                 "LOG_LEVEL": "warning",
                 "PYTHONUNBUFFERED": "1",

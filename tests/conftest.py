@@ -51,8 +51,14 @@ def database_url(request, tmp_path):
 
 
 @pytest.fixture
-def app(database_url):
-    app = create_app(type("Config", (TestingConfig,), {"SQLALCHEMY_DATABASE_URI": database_url}))
+def app(database_url, tmp_path):
+    app = create_app(
+        type(
+            "Config",
+            (TestingConfig,),
+            {"SQLALCHEMY_DATABASE_URI": database_url, "UPLOAD_DIR": str(tmp_path / "uploads")},
+        )
+    )
     with app.app_context():
         db.create_all()
         db.session.add(Room(name="general"))

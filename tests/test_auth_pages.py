@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from app.extensions import db
 from app.models import User
 from app.services import users
+from tests.support.moderation import ban
 
 LABEL = re.compile(r"<label[^>]*>\s*([^<]+?)\s*</label>", re.IGNORECASE)
 CSRF_FIELD = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"|value="([^"]+)"[^>]*name="csrf_token"')
@@ -58,20 +59,24 @@ def test_login_page_names_its_fields_with_labels(client):
 
 
 def test_register_signs_in_and_ends_in_the_chat(app, client):
-    response = client.post("/register", data={"username": "ann", "password": "password1", "confirm": "password1"})
+    response = client.post(
+        "/register", data={"username": "ann", "password": "tulip garden 1", "confirm": "tulip garden 1"}
+    )
     assert response.status_code == 302
     assert response.headers["Location"] == "/"
     chat = client.get("/")
     assert chat.status_code == 200
     assert "ann" in chat.get_data(as_text=True)
     with app.app_context():
-        assert users.authenticate("ann", "password1").username == "ann"
+        assert users.authenticate("ann", "tulip garden 1").username == "ann"
 
 
 @pytest.mark.parametrize("taken", ["ann", "ANN"])
 def test_register_with_a_taken_name_shows_an_error(app, client, make_user, taken):
     make_user("ann")
-    response = client.post("/register", data={"username": taken, "password": "password1", "confirm": "password1"})
+    response = client.post(
+        "/register", data={"username": taken, "password": "tulip garden 1", "confirm": "tulip garden 1"}
+    )
     assert response.status_code == 400
     assert "That username is taken." in response.get_data(as_text=True)
     assert user_count(app) == 1
@@ -81,9 +86,9 @@ def test_register_with_a_taken_name_shows_an_error(app, client, make_user, taken
 @pytest.mark.parametrize(
     ("form", "error"),
     [
-        ({"username": "ann", "password": "password1", "confirm": "password2"}, "The passwords do not match."),
-        ({"username": "an", "password": "password1", "confirm": "password1"}, "Use 3 to 32 characters."),
-        ({"username": "ann!", "password": "password1", "confirm": "password1"}, "Use only letters, digits"),
+        ({"username": "ann", "password": "tulip garden 1", "confirm": "tulip garden 2"}, "The passwords do not match."),
+        ({"username": "an", "password": "tulip garden 1", "confirm": "tulip garden 1"}, "Use 3 to 32 characters."),
+        ({"username": "ann!", "password": "tulip garden 1", "confirm": "tulip garden 1"}, "Use only letters, digits"),
         ({"username": "ann", "password": "short", "confirm": "short"}, "Use 8 to 128 characters."),
     ],
 )
@@ -105,7 +110,7 @@ def test_login_with_a_wrong_password_shows_an_error(client, make_user):
 def test_login_of_a_banned_user_is_refused(app, client, make_user):
     ann = make_user("ann")
     with app.app_context():
-        users.set_banned("ann", True, "spam")
+        ban("ann", "spam")
     response = client.post("/login", data={"username": "ann", "password": ann.password})
     assert response.status_code == 403
     assert "banned" in response.get_data(as_text=True)
@@ -137,7 +142,7 @@ def test_logout_signs_out(client, make_user, login):
 def test_a_ban_ends_an_open_browser_session(app, make_user, login):
     client = login(make_user("ann"))
     with app.app_context():
-        users.set_banned("ann", True)
+        ban("ann")
     assert not signed_in(client)
 
 
@@ -163,7 +168,9 @@ def test_admin_page_needs_an_admin(client, make_user, login):
 
 
 def test_register_without_a_csrf_token_is_refused_and_creates_nothing(csrf_app, client):
-    response = client.post("/register", data={"username": "ann", "password": "password1", "confirm": "password1"})
+    response = client.post(
+        "/register", data={"username": "ann", "password": "tulip garden 1", "confirm": "tulip garden 1"}
+    )
     assert response.status_code in (302, 400)
     assert user_count(csrf_app) == 0
     assert not signed_in(client)
@@ -173,7 +180,7 @@ def test_register_with_the_forms_csrf_token_works(csrf_app, client):
     token = csrf_token(client.get("/register"))
     response = client.post(
         "/register",
-        data={"username": "ann", "password": "password1", "confirm": "password1", "csrf_token": token},
+        data={"username": "ann", "password": "tulip garden 1", "confirm": "tulip garden 1", "csrf_token": token},
     )
     assert response.status_code == 302
     assert user_count(csrf_app) == 1
@@ -195,5 +202,22 @@ def test_login_and_logout_without_a_csrf_token_are_refused(csrf_app, client, mak
 
 
 def test_json_api_needs_no_csrf_token(csrf_app, client):
-    response = client.post("/api/register", json={"username": "ann", "password": "password1"})
+    response = client.post("/api/register", json={"username": "ann", "password": "tulip garden 1"})
     assert response.status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("password", "message"),
+    [
+        ("password123", "Password is one of the most common passwords; choose another."),
+        ("          ", "Password must not be only spaces."),
+        ("Margaret", "Password must not be the same as the username."),
+    ],
+)
+def test_register_form_refuses_a_weak_password_on_the_password_field(app, client, password, message):
+    response = client.post("/register", data={"username": "margaret", "password": password, "confirm": password})
+
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    assert re.search(r'<ul class="errors" id="password-errors"><li>' + re.escape(message) + "</li>", page), page
+    assert user_count(app) == 0

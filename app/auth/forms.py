@@ -2,7 +2,7 @@
 
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField, SubmitField
-from wtforms.validators import DataRequired, EqualTo, Length, Regexp
+from wtforms.validators import DataRequired, EqualTo, InputRequired, Length, Regexp
 
 USERNAME_RULE = Regexp(r"^[A-Za-z0-9_.\-]+$", message="Use only letters, digits, '_', '.' and '-'.")
 
@@ -22,17 +22,18 @@ class RegisterForm(FlaskForm):
             USERNAME_RULE,
         ],
     )
+    # InputRequired, not DataRequired: a password of spaces gets the sign-up rule's own reason.
     password = PasswordField(
         "Password",
         validators=[
-            DataRequired(),
+            InputRequired(),
             Length(min=8, max=128, message="Use 8 to 128 characters."),
         ],
     )
     confirm = PasswordField(
         "Confirm password",
         validators=[
-            DataRequired(),
+            InputRequired(),
             EqualTo("password", message="The passwords do not match."),
         ],
     )

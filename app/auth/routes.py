@@ -2,7 +2,7 @@
 
 from urllib.parse import urlsplit
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_user, logout_user
 from flask_wtf.csrf import CSRFError
 
@@ -10,6 +10,7 @@ from app.auth import bp
 from app.auth.forms import LoginForm, LogoutForm, RegisterForm
 from app.errors import ServiceError
 from app.services import users
+from app.services.signin_throttle import SignInThrottled, describe_wait
 
 
 def _safe_next(target: str | None) -> str:
@@ -31,9 +32,14 @@ def register():
     form = RegisterForm()
     if form.validate_on_submit():
         try:
-            user = users.register_user(form.username.data, form.password.data)
+            user = users.sign_up(form.username.data, form.password.data)
         except ServiceError as error:
-            form.username.errors.append("That username is taken." if error.code == "conflict" else error.message)
+            if error.code == "conflict":
+                form.username.errors.append("That username is taken.")
+            elif error.message.startswith("password"):
+                form.password.errors.append(error.message[0].upper() + error.message[1:] + ".")
+            else:
+                form.username.errors.append(error.message)
         else:
             login_user(user)
             flash(f"Welcome, {user.username}!", "success")
@@ -47,9 +53,15 @@ def login():
         return redirect(_safe_next(request.args.get("next")))
     form = LoginForm()
     status = 200
+    headers = {}
     if form.validate_on_submit():
+        throttle = current_app.extensions["switchboard.signin_throttle"]
         try:
-            user = users.authenticate(form.username.data, form.password.data)
+            user = throttle.authenticate(form.username.data, form.password.data, request.remote_addr)
+        except SignInThrottled as error:
+            flash(f"Too many failed sign-ins. Please wait {describe_wait(error.retry_after)} and try again.", "error")
+            status = error.http_status
+            headers["Retry-After"] = str(error.retry_after)
         except ServiceError as error:
             flash(
                 "Wrong username or password." if error.code == "unauthorized" else error.message,
@@ -61,7 +73,7 @@ def login():
             return redirect(_safe_next(request.args.get("next")))
     elif request.method == "POST":
         status = 400
-    return render_template("auth/login.html", form=form), status
+    return render_template("auth/login.html", form=form), status, headers
 
 
 @bp.route("/logout", methods=["POST"])
@@ -77,5 +89,5 @@ def logout():
 def csrf_error(error: CSRFError):
     flash("Your form expired or was sent from elsewhere. Please try again.", "error")
     if request.path in ("/login", "/register"):
-        return redirect(request.url)
+        return redirect(request.full_path if request.query_string else request.path)
     return redirect(url_for("auth.login"))

@@ -344,7 +344,9 @@ class SwitchboardClient:
 
     def _on_message_deleted(self, data: dict) -> None:
         with self._lock:
-            self._timeline.mark_deleted(data.get("id"))
+            message_id = data.get("id")
+            if isinstance(message_id, int):
+                self._timeline.mark_deleted(message_id)
             self._lock.notify_all()
 
     def _on_announcement(self, data: dict) -> None:

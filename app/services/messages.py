@@ -17,6 +17,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import cast
 
 import sqlalchemy as sa
 import sqlalchemy.orm
@@ -36,7 +37,7 @@ from app.models import (
     isoformat,
     utcnow,
 )
-from app.services import validation
+from app.services import files, validation
 from app.services.notifier import notifier
 from app.services.rooms import check_may_read, get_room
 
@@ -64,6 +65,10 @@ class Draft:
     reply_to_id: int | None = None
     # (user id, canonical username) of everyone the body mentions, in order of first appearance.
     mentions: list[tuple[int, str]] = field(default_factory=list)
+    # The mentioned members of the room, who get the `mention` event once the message commits.
+    notified: set[int] = field(default_factory=set)
+    # Uploads of the sender to claim in the same transaction as the insert.
+    attachment_ids: list[int] = field(default_factory=list)
     result: dict | None = None
     duplicate: bool = False
     error: BaseException | None = None
@@ -140,7 +145,7 @@ def _insert(session, batch: list[Draft]) -> list[tuple[dict, bool]]:
     stored = _stored_by_client_id(session, batch)
     users, room_names = _related(session, batch)
     answers: list[tuple[dict, bool] | None] = [None] * len(batch)
-    first_with_key: dict[tuple[int, str], int] = {}
+    first_with_key: dict[tuple[int, str | None], int] = {}
     new_rows: list[tuple[int, dict]] = []
     for index, draft in enumerate(batch):
         key = (draft.sender_id, draft.client_id)
@@ -171,24 +176,31 @@ def _insert(session, batch: list[Draft]) -> list[tuple[dict, bool]]:
         first_rev = next_rev(session)
         for offset, (_, row) in enumerate(new_rows):
             row["rev"] = first_rev + offset
-        table = Message.__table__
+        table = cast(sa.Table, Message.__table__)
         statement = sa.insert(table).returning(table.c.id, sort_by_parameter_order=True)
         ids = session.execute(statement, [row for _, row in new_rows]).scalars().all()
         mention_rows = [
-            {"message_id": message_id, "user_id": user_id, "position": position}
+            {
+                "message_id": message_id,
+                "user_id": user_id,
+                "position": position,
+                "notified": user_id in batch[index].notified,
+            }
             for (index, _), message_id in zip(new_rows, ids, strict=True)
             for position, (user_id, _name) in enumerate(batch[index].mentions)
         ]
         if mention_rows:
-            session.execute(sa.insert(Mention.__table__), mention_rows)
+            session.execute(sa.insert(cast(sa.Table, Mention.__table__)), mention_rows)
         for (index, row), message_id in zip(new_rows, ids, strict=True):
             mentioned = [name for _, name in batch[index].mentions]
-            answers[index] = (_message_dict(message_id, row, users, room_names, mentioned), False)
+            attached = files.claim(session, row["sender_id"], message_id, batch[index].attachment_ids)
+            answers[index] = (_message_dict(message_id, row, users, room_names, mentioned, attached), False)
     for index, draft in enumerate(batch):
         if answers[index] is None:
             first = answers[first_with_key[(draft.sender_id, draft.client_id)]]
+            assert first is not None
             answers[index] = (first[0], True)
-    return answers
+    return [answer for answer in answers if answer is not None]
 
 
 def next_rev(session) -> int:
@@ -197,7 +209,12 @@ def next_rev(session) -> int:
 
 
 def _message_dict(
-    message_id: int, row: dict, users: dict[int, dict], room_names: dict[int, str], mentioned: list[str]
+    message_id: int,
+    row: dict,
+    users: dict[int, dict],
+    room_names: dict[int, str],
+    mentioned: list[str],
+    attachments: list[dict],
 ) -> dict:
     """The MESSAGE of a row just inserted: the same shape as ``Message.to_dict``."""
     return {
@@ -214,7 +231,7 @@ def _message_dict(
         "reply_to": row["reply_to_id"],
         "mentions": mentioned,
         "reactions": [],
-        "attachments": [],
+        "attachments": attachments,
     }
 
 
@@ -261,7 +278,7 @@ def check_can_post(user: User) -> None:
     """Banned and muted users may not post; the one place those refusals are worded."""
     if user.banned:
         raise ServiceError("banned", "this account is banned")
-    if user.is_muted():
+    if user.muted_until is not None and user.is_muted():
         raise ServiceError(
             "muted",
             f"you are muted until {user.muted_until.isoformat(timespec='seconds')}Z",
@@ -279,9 +296,8 @@ def repeated(user: User, client_id) -> Posted | None:
         return None
     # The id alone first: the full row, with its joined sender, recipient and room, only for a repeat.
     stored_id = db.session.scalar(sa.select(Message.id).where(Message.sender_id == user.id, Message.client_id == cid))
-    if stored_id is None:
-        return None
-    return Posted(db.session.get(Message, stored_id).to_dict(), True)
+    stored = db.session.get(Message, stored_id) if stored_id is not None else None
+    return Posted(stored.to_dict(), True) if stored is not None else None
 
 
 def find_mentions(body: str) -> list[tuple[int, str]]:
@@ -366,31 +382,37 @@ def _room_members(room_id: int, user_ids: set[int]) -> set[int]:
     return set(db.session.scalars(stmt))
 
 
-def _publish_mentions(message: dict, user_ids: set[int]) -> None:
-    """`mention` to mentioned members of the message's room, never to its sender."""
-    if message["room"] is None:
-        return
-    user_ids = user_ids - {message["sender"]["id"]}
-    if not user_ids:
-        return
-    room = db.session.scalar(sa.select(Room.id).where(Room.name == message["room"]))
-    members = _room_members(room, user_ids) if room is not None else set()
-    if members:
-        notifier().to_users(members, "mention", {"message": message})
+def _publish_mentions(message: dict, member_ids: set[int]) -> None:
+    """`mention` to the mentioned members of the message's room (read before the commit), never to its sender."""
+    recipients = member_ids - {message["sender"]["id"]}
+    if message["room"] is not None and recipients:
+        notifier().to_users(recipients, "mention", {"message": message})
 
 
-def post_room_message(user: User, room_name, body, client_id=None, *, reply_to=None, actor_sid=None) -> Posted:
+def _body(body, attachment_ids: list[int]) -> str:
+    """The body rules of `message` and `dm`, except that a message with attachments may have none."""
+    if attachment_ids and (body is None or (isinstance(body, str) and not body.strip())):
+        return ""
+    return validation.body(body)
+
+
+def post_room_message(
+    user: User, room_name, body, client_id=None, *, reply_to=None, attachments=None, actor_sid=None
+) -> Posted:
     earlier = repeated(user, client_id)
     if earlier is not None:
         return earlier
-    text = validation.body(body)
+    attachment_ids = files.attachment_ids(attachments)
+    text = _body(body, attachment_ids)
     cid = validation.client_id(client_id)
     room = get_room(room_name)
     check_can_post(user)
     if db.session.get(RoomMembership, (user.id, room.id)) is None:
         raise ServiceError("forbidden", f"join {room.name} before posting to it")
     reply_to_id = _reply_target(reply_to, room_id=room.id)
+    files.check_attachable(user.id, attachment_ids)
     mentions = find_mentions(text)
+    mentioned_members = _room_members(room.id, {user_id for user_id, _ in mentions} - {user.id})
     # Read before the commit expires them: nothing after the write goes back to the database.
     room_name = room.name
     posted = writer.write(
@@ -403,25 +425,29 @@ def post_room_message(user: User, room_name, body, client_id=None, *, reply_to=N
             room_name=room.name,
             reply_to_id=reply_to_id,
             mentions=mentions,
+            notified=mentioned_members,
+            attachment_ids=attachment_ids,
         )
     )
     if not posted.duplicate:
         notifier().to_room(room_name, "message", posted.message, skip_sid=actor_sid)
-        _publish_mentions(posted.message, {user_id for user_id, _ in mentions})
+        _publish_mentions(posted.message, mentioned_members)
     return posted
 
 
 def post_direct_message(
-    user: User, recipient: User, body, client_id=None, *, to_sid=None, reply_to=None, actor_sid=None
+    user: User, recipient: User, body, client_id=None, *, to_sid=None, reply_to=None, attachments=None, actor_sid=None
 ) -> Posted:
     """A DM to every socket of ``recipient``, or to exactly the socket ``to_sid``; the sender's other sockets get it too."""
     earlier = repeated(user, client_id)
     if earlier is not None:
         return earlier
-    text = validation.body(body)
+    attachment_ids = files.attachment_ids(attachments)
+    text = _body(body, attachment_ids)
     cid = validation.client_id(client_id)
     check_can_post(user)
     reply_to_id = _reply_target(reply_to, pair=dm_pair(user.id, recipient.id))
+    files.check_attachable(user.id, attachment_ids)
     sender_id, recipient_id = user.id, recipient.id
     posted = writer.write(
         Draft(
@@ -433,6 +459,7 @@ def post_direct_message(
             recipient=recipient.to_dict(),
             reply_to_id=reply_to_id,
             mentions=find_mentions(text),
+            attachment_ids=attachment_ids,
         )
     )
     if not posted.duplicate:
@@ -478,18 +505,28 @@ def edit_message(user: User, message_id, body, *, actor_sid=None) -> dict:
             raise ServiceError("forbidden", "only its sender may edit a message")
         if message.body == text:
             return message.to_dict()
-        before = {mention.user_id for mention in message.mentioned}
+        ever = {mention.user_id: mention for mention in message.mentioned}
+        # `mention` goes out once per message and user: only to members never told of this one before.
+        untold = {user_id for user_id, _ in mentions if not (user_id in ever and ever[user_id].notified)}
+        untold.discard(user.id)
+        mentioned_members = _room_members(message.room_id, untold) if message.room_id is not None else set()
         message.body = text
         message.edited_at = utcnow()
         message.rev = next_rev(session)
-        message.mentioned = [
-            Mention(user_id=user_id, position=position, user=session.get(User, user_id))
-            for position, (user_id, _name) in enumerate(mentions)
-        ]
+        for mention in ever.values():
+            mention.current = False
+        for position, (user_id, _name) in enumerate(mentions):
+            row = ever.get(user_id)
+            if row is None:
+                row = Mention(user_id=user_id, position=position, notified=False, user=session.get(User, user_id))
+                message.mentioned.append(row)
+            row.position, row.current = position, True
+            row.notified = row.notified or user_id in mentioned_members
+        message.mentioned.sort(key=lambda mention: mention.position)
         session.flush()
         payload = message.to_dict()
     publish_update(payload, actor_sid=actor_sid)
-    _publish_mentions(payload, {user_id for user_id, _ in mentions} - before)
+    _publish_mentions(payload, mentioned_members)
     return payload
 
 
@@ -539,7 +576,7 @@ def react(user: User, message_id, emoji, active, *, actor_sid=None) -> dict:
             return message.to_dict()
         if active:
             distinct = {r.emoji for r in message.reactions}
-            if len(distinct) >= MAX_EMOJI_PER_MESSAGE:
+            if emoji not in distinct and len(distinct) >= MAX_EMOJI_PER_MESSAGE:
                 raise ServiceError("conflict", f"a message holds at most {MAX_EMOJI_PER_MESSAGE} different emoji")
             reactor = session.get(User, user.id)
             message.reactions.append(Reaction(user_id=user.id, user=reactor, emoji=emoji, created_at=utcnow()))
@@ -656,7 +693,7 @@ def mark_dm_read(user_id: int, other: User, message_id) -> int:
 
 
 def mention_counts(user_id: int) -> dict[str, int]:
-    """Unread messages that mention the user, per member room."""
+    """Unread messages that mention the user, per member room; the user's own messages are never unread."""
     stmt = (
         sa.select(Room.name, sa.func.count(Mention.message_id))
         .select_from(RoomMembership)
@@ -666,10 +703,11 @@ def mention_counts(user_id: int) -> dict[str, int]:
             sa.and_(
                 Message.room_id == RoomMembership.room_id,
                 Message.id > RoomMembership.last_read_id,
+                Message.sender_id != user_id,
                 Message.deleted.is_(False),
             ),
         )
-        .join(Mention, sa.and_(Mention.message_id == Message.id, Mention.user_id == user_id))
+        .join(Mention, sa.and_(Mention.message_id == Message.id, Mention.user_id == user_id, Mention.current))
         .where(RoomMembership.user_id == user_id)
         .group_by(Room.name)
     )

@@ -37,7 +37,7 @@ def user_summary(user: User) -> dict:
         **user.to_dict(),
         "banned": user.banned,
         "ban_reason": user.ban_reason,
-        "muted_until": isoformat(user.muted_until) if user.is_muted() else None,
+        "muted_until": isoformat(user.muted_until) if user.muted_until is not None and user.is_muted() else None,
     }
 
 
@@ -69,6 +69,8 @@ def _reason(value) -> str | None:
     text = value.strip()
     if len(text) > MAX_REASON:
         raise ServiceError("too_large", f"reason is limited to {MAX_REASON} characters")
+    if not validation.storable(text):
+        raise ServiceError("invalid", "reason must be text without NUL characters or lone surrogates")
     return text or None
 
 
@@ -131,7 +133,7 @@ def unmute_user(admin_id: int, username) -> dict:
 def socket_id(value) -> str:
     if not isinstance(value, str) or not value:
         raise ServiceError("invalid", "sid must be a non-empty string")
-    if len(value) > MAX_SID:
+    if len(value) > MAX_SID or not validation.storable(value):
         raise ServiceError("invalid", "sid is not a socket id")
     return value
 
@@ -190,4 +192,6 @@ def search_users(query) -> list[dict]:
     query = query.strip()
     if len(query) > MAX_QUERY:
         raise ServiceError("too_large", f"query is limited to {MAX_QUERY} characters")
+    if not validation.storable(query):
+        raise ServiceError("invalid", "query must be text without NUL characters or lone surrogates")
     return [user_summary(user) for user in users.search_users(query, USER_SEARCH_LIMIT)]

@@ -39,6 +39,7 @@ import redis
 
 from app.services.presence import PresenceStore, SocketInfo
 from app.services.ratelimit import RateLimiter
+from app.services.signin_throttle import FailureLog
 
 log = logging.getLogger("switchboard.redis_state")
 
@@ -388,7 +389,11 @@ class RedisPresenceStore(PresenceStore):
         if not isinstance(sid, str):
             return None
         raw = self._query("get", sid)
-        return self._info(raw) if raw else None
+        if raw:
+            return self._info(raw)
+        # A socket of this worker that Redis lost (restarted empty, or this worker reaped while
+        # stalled) keeps working until the next heartbeat registers it again.
+        return self._local.get(sid) if self._pid == os.getpid() else None
 
     def sids_of(self, user_id: int) -> list[str]:
         return sorted(self._query("sids_of", str(int(user_id))))
@@ -492,3 +497,40 @@ class RedisRateLimiter(RateLimiter):
 
 def _text(value) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+# KEYS[1]: the attempts of one key. ARGV: window in ms, limit, mark.
+# Returns 0 when the attempt was counted, else the milliseconds until one attempt expires.
+LUA_BEGIN_ATTEMPT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local window = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local count = redis.call('ZCARD', KEYS[1])
+if count >= limit then
+  local oldest = redis.call('ZRANGE', KEYS[1], count - limit, count - limit, 'WITHSCORES')
+  return math.max(tonumber(oldest[2]) + window - now, 1)
+end
+redis.call('ZADD', KEYS[1], now, ARGV[3])
+redis.call('PEXPIRE', KEYS[1], window + 1000)
+return 0
+"""
+
+
+class RedisFailureLog(FailureLog):
+    """Failed sign-ins in one sorted set per key, shared by every worker, timed by the Redis clock."""
+
+    def __init__(self, client: redis.Redis, prefix: str, window_seconds: float) -> None:
+        super().__init__(window_seconds)
+        self.client = client
+        self.prefix = f"{prefix}:signin"
+        self._begin = client.register_script(LUA_BEGIN_ATTEMPT)
+
+    def begin(self, key: str, limit: int) -> tuple[str | None, float]:
+        mark = uuid.uuid4().hex
+        wait_ms = int(self._begin(keys=[f"{self.prefix}:{key}"], args=[int(self.window * 1000), limit, mark]))
+        return (mark, 0.0) if wait_ms == 0 else (None, wait_ms / 1000)
+
+    def forget(self, key: str, mark: str) -> None:
+        self.client.zrem(f"{self.prefix}:{key}", mark)

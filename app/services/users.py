@@ -1,8 +1,8 @@
-"""Accounts: registration, credentials, bearer tokens, admin rights, bans and mutes."""
+"""Accounts: registration, credentials, bearer tokens, admin rights, and the ban check at sign-in."""
 
 import functools
 import secrets
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import sqlalchemy as sa
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
@@ -14,6 +14,7 @@ from app.errors import ServiceError
 from app.extensions import db
 from app.models import RoomMembership, User, isoformat, utcnow
 from app.services import validation
+from app.services.hashing import off_hub
 from app.services.rooms import ensure_general
 
 TOKEN_SALT = "switchboard-api-token"
@@ -40,7 +41,7 @@ def register_user(username, password) -> User:
     if find_user(name) is not None:
         raise ServiceError("conflict", "that username is taken")
     user = User(username=name, username_key=name.lower())
-    user.set_password(secret)
+    off_hub(user.set_password, secret)
     try:
         with write_transaction() as session:
             general = ensure_general(session)
@@ -52,14 +53,20 @@ def register_user(username, password) -> User:
     return user
 
 
+def sign_up(username, password) -> User:
+    """Registration by the user themselves: refuses a password that is common, blank or the username."""
+    name = validation.username(username)
+    return register_user(name, validation.new_password(password, name))
+
+
 def authenticate(username, password) -> User:
     user = find_user(username) if isinstance(username, str) else None
     usable = isinstance(password, str) and validation.storable(password)
-    if user is None:
-        # Hash anyway, so the response time does not tell which usernames exist.
-        check_password_hash(_dummy_password_hash(), password if usable else "")
-        raise ServiceError("unauthorized", "wrong username or password")
-    if not usable or not user.check_password(password):
+    # Exactly one hash whatever the input, so the response time tells neither which
+    # usernames exist nor anything about the password's shape.
+    stored_hash = user.password_hash if user is not None else _dummy_password_hash()
+    matches = off_hub(check_password_hash, stored_hash, password if usable else "")
+    if user is None or not usable or not matches:
         raise ServiceError("unauthorized", "wrong username or password")
     if user.banned:
         raise ServiceError("banned", ban_message(user))
@@ -70,7 +77,7 @@ def authenticate(username, password) -> User:
 def _dummy_password_hash() -> str:
     """A hash made the way real ones are, for timing-safe refusals of unknown usernames."""
     probe = User(username="", username_key="")
-    probe.set_password(secrets.token_hex(16))
+    off_hub(probe.set_password, secrets.token_hex(16))
     return probe.password_hash
 
 
@@ -93,7 +100,9 @@ def user_from_token(token, secret_key: str, ttl_seconds: int) -> User:
         raise ServiceError("unauthorized", "the token has expired") from None
     except BadSignature:
         raise ServiceError("unauthorized", "the token is not valid") from None
-    user = db.session.get(User, data.get("uid")) if isinstance(data, dict) else None
+    uid = data.get("uid") if isinstance(data, dict) else None
+    # Only a token this server issued names its user by an int; "1" or true is no user id.
+    user = db.session.get(User, uid) if type(uid) is int and 0 < uid <= validation.MAX_INTEGER else None
     if user is None:
         raise ServiceError("unauthorized", "the token is not valid")
     if user.banned:
@@ -114,7 +123,7 @@ def create_admin(username: str, password: str | None) -> tuple[User, bool]:
         if password is not None:
             validation.password(password)
     with write_transaction():
-        user = db.session.get(User, user.id)
+        user = get_user(username)
         user.is_admin = True
         if password is not None and not created:
             user.set_password(password)
@@ -125,21 +134,6 @@ def set_admin(username, is_admin: bool) -> User:
     with write_transaction():
         user = get_user(username)
         user.is_admin = is_admin
-    return user
-
-
-def set_banned(username, banned: bool, reason: str | None = None) -> User:
-    with write_transaction():
-        user = get_user(username)
-        user.banned = banned
-        user.ban_reason = reason if banned else None
-    return user
-
-
-def set_muted_until(username, until: datetime | None) -> User:
-    with write_transaction():
-        user = get_user(username)
-        user.muted_until = until
     return user
 
 

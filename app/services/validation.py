@@ -1,6 +1,9 @@
 """Payload checks shared by the socket handlers and the JSON API."""
 
+import functools
+import importlib.util
 import re
+from pathlib import Path
 from typing import Any
 
 from app.errors import ServiceError
@@ -13,6 +16,7 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 100
 # Ids are 32-bit INTEGER columns on PostgreSQL; a larger value would fail in the database, not here.
 MAX_INTEGER = 2**31 - 1
+QUERY_INTEGER_RE = re.compile(r"-?[0-9]{1,18}", re.ASCII)
 
 
 def storable(value: str) -> bool:
@@ -35,15 +39,6 @@ def payload(data: Any) -> dict:
     return data
 
 
-def string(data: dict, field: str, *, required: bool = True) -> str | None:
-    value = data.get(field)
-    if value is None and not required:
-        return None
-    if not isinstance(value, str):
-        raise ServiceError("invalid", f"{field} must be a string")
-    return value
-
-
 def username(value: Any, field: str = "username") -> str:
     if not isinstance(value, str) or not USERNAME_RE.fullmatch(value):
         raise ServiceError(
@@ -59,6 +54,38 @@ def password(value: Any) -> str:
     if not storable(value):
         raise ServiceError("invalid", "password contains characters that cannot be used")
     return value
+
+
+@functools.cache
+def common_passwords() -> frozenset[str]:
+    """The 30,000 most common passwords of zxcvbn's frequency lists, lower-cased.
+
+    Only the lists' own module is loaded: importing the zxcvbn package would also build its
+    ranked dictionaries of every list, some 16 MB this server has no use for.
+    """
+    package = importlib.util.find_spec("zxcvbn")
+    if package is None or not package.submodule_search_locations:
+        raise RuntimeError("the zxcvbn package (requirements.txt) is not installed")
+    path = Path(next(iter(package.submodule_search_locations))) / "frequency_lists.py"
+    spec = importlib.util.spec_from_file_location("switchboard_zxcvbn_frequency_lists", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    passwords = module.FREQUENCY_LISTS["passwords"]
+    words = passwords.split(",") if isinstance(passwords, str) else passwords
+    return frozenset(word.lower() for word in words)
+
+
+def new_password(value: Any, username: str) -> str:
+    """A password someone chooses for themselves: the length rule plus the ones guessers try first."""
+    secret = password(value)
+    if not secret.strip():
+        raise ServiceError("invalid", "password must not be only spaces")
+    if secret.casefold() == username.casefold():
+        raise ServiceError("invalid", "password must not be the same as the username")
+    if secret.lower() in common_passwords():
+        raise ServiceError("invalid", "password is one of the most common passwords; choose another")
+    return secret
 
 
 def room_name(value: Any) -> str:
@@ -129,9 +156,9 @@ def query_int(args: Any, field: str, *, minimum: int = 0) -> int | None:
     raw = args.get(field)
     if raw is None or raw == "":
         return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ServiceError("invalid", f"{field} must be an integer") from None
+    # ASCII digits only: int() would also take "１２", "1_000" and surrounding spaces.
+    if not QUERY_INTEGER_RE.fullmatch(raw):
+        raise ServiceError("invalid", f"{field} must be an integer")
+    value = int(raw)
     # Ranges are the business of whoever uses the value (a page size is clamped, an id is checked).
     return integer(value, field, minimum=minimum, maximum=None)

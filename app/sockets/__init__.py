@@ -4,8 +4,9 @@ from flask import Flask
 from flask_socketio import SocketIO
 
 from app.services.notifier import EXTENSION_KEY
-from app.services.presence import MemoryPresenceStore
-from app.services.ratelimit import MemoryRateLimiter
+from app.services.presence import MemoryPresenceStore, PresenceStore
+from app.services.ratelimit import MemoryRateLimiter, RateLimiter
+from app.sockets.common import FloodGuard, FloodLimits
 
 
 def init_namespaces(app: Flask, socketio: SocketIO) -> None:
@@ -13,6 +14,9 @@ def init_namespaces(app: Flask, socketio: SocketIO) -> None:
     from app.sockets.chat import ChatNamespace
     from app.sockets.notifier import SocketNotifier
 
+    presence: PresenceStore
+    limiter: RateLimiter
+    room_creation_limiter: RateLimiter
     if app.config["REDIS_URL"]:
         from app.services.redis_state import (
             RedisPresenceStore,
@@ -54,7 +58,19 @@ def init_namespaces(app: Flask, socketio: SocketIO) -> None:
     app.extensions["switchboard.presence"] = presence
     app.extensions["switchboard.rate_limiter"] = limiter
     app.extensions[EXTENSION_KEY] = SocketNotifier(socketio, presence)
-    socketio.on_namespace(
-        ChatNamespace("/", presence=presence, limiter=limiter, room_creation_limiter=room_creation_limiter)
+    flood_guard = FloodGuard(
+        FloodLimits(
+            socket_burst=app.config["SOCKET_EVENT_BURST"],
+            socket_refill_per_second=app.config["SOCKET_EVENT_REFILL_PER_SECOND"],
+            user_burst=app.config["USER_EVENT_BURST"],
+            user_refill_per_second=app.config["USER_EVENT_REFILL_PER_SECOND"],
+            refusals_before_disconnect=app.config["SOCKET_FLOOD_REFUSALS"],
+            max_events_in_progress=app.config["SOCKET_MAX_EVENTS_IN_PROGRESS"],
+        )
     )
-    socketio.on_namespace(AdminNamespace("/admin", presence=presence))
+    for namespace in (
+        ChatNamespace("/", presence=presence, limiter=limiter, room_creation_limiter=room_creation_limiter),
+        AdminNamespace("/admin", presence=presence),
+    ):
+        namespace.flood_guard = flood_guard
+        socketio.on_namespace(namespace)

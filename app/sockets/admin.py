@@ -52,7 +52,7 @@ class AdminNamespace(GuardedNamespace):
 
     def _admin(self) -> User:
         """Authorization on every event: a demoted or banned admin can do nothing more."""
-        user_id = self.admins.get(request.sid)
+        user_id = self.admins.get(request.sid)  # type: ignore[attr-defined]  # set by Flask-SocketIO
         user = db.session.get(User, user_id) if user_id is not None else None
         if user is None:
             raise ServiceError("unauthorized", "this socket is not signed in")
@@ -68,7 +68,7 @@ class AdminNamespace(GuardedNamespace):
         interval = current_app.config["STATS_INTERVAL_SECONDS"]
         if interval <= 0 or self.stats_task is not None:
             return
-        app = current_app._get_current_object()
+        app = current_app._get_current_object()  # type: ignore[attr-defined]  # the proxy's target
         self.stats_task = self.socketio.start_background_task(self._push_stats, app, interval)
 
     def _push_stats(self, app, interval: float) -> None:

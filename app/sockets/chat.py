@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from flask import request
+from flask import current_app, request
 from flask_socketio import ConnectionRefusedError, join_room
 
 from app.errors import ServiceError
 from app.extensions import db
+from app.files import file_store, upload_limits
 from app.models import User
-from app.services import messages, rooms, users, validation
+from app.services import files, messages, rooms, search, users, validation
 from app.services.notifier import room_key, user_key
 from app.services.presence import PresenceStore, SocketInfo
 from app.services.ratelimit import RateLimiter
@@ -103,7 +104,7 @@ class ChatNamespace(GuardedNamespace):
 
     def _me(self) -> dict:
         """The USER of this socket, from the socket's own record (no shared-store read)."""
-        identity = self.identities.get(request.sid)
+        identity = self.identities.get(request.sid)  # type: ignore[attr-defined]  # set by Flask-SocketIO
         if identity is None:
             raise ServiceError("unauthorized", "this socket is not signed in")
         return identity
@@ -223,6 +224,7 @@ class ChatNamespace(GuardedNamespace):
             data.get("body"),
             data.get("client_id"),
             reply_to=data.get("reply_to"),
+            attachments=data.get("attachments"),
             actor_sid=request.sid,
         )
         return {"message": posted.message}
@@ -256,6 +258,7 @@ class ChatNamespace(GuardedNamespace):
             data.get("client_id"),
             to_sid=to_sid,
             reply_to=data.get("reply_to"),
+            attachments=data.get("attachments"),
             actor_sid=request.sid,
         )
         return {"message": posted.message}
@@ -361,3 +364,26 @@ class ChatNamespace(GuardedNamespace):
             skip_sid=request.sid,
         )
         return None
+
+    @event_handler
+    def on_upload(self, data):
+        user = self._sender()
+        data = validation.payload(data)
+        claimed = data.get("type")
+        if claimed is not None and (not isinstance(claimed, str) or len(claimed) > 255):
+            raise ServiceError("invalid", "type must be a string of at most 255 characters")
+        attachment = files.save_upload(
+            user,
+            data.get("name"),
+            data.get("data"),
+            file_store(),
+            upload_limits(current_app.config["SOCKET_UPLOAD_MAX_BYTES"]),
+        )
+        return {"attachment": attachment}
+
+    @event_handler
+    def on_search(self, data):
+        data = validation.payload(data)
+        me = self._fresh_user()
+        found = search.search_messages(me, data.get("q"), data.get("room"), data.get("user"), data.get("limit"))
+        return {"messages": found}

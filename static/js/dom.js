@@ -43,3 +43,70 @@ export function newClientId() {
   const hex = Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
+
+// What Markdown may leave in a message body; anything else becomes its text.
+const ALLOWED_TAGS = new Set(["P", "BR", "STRONG", "EM", "S", "DEL", "CODE", "PRE", "BLOCKQUOTE", "UL", "OL", "LI", "A"]);
+const SAFE_HREF = /^(https?:\/\/|mailto:)/i;
+
+/**
+ * Turn the HTML a Markdown renderer produced into nodes, keeping only the allowed tags and,
+ * on links, only an http(s)/mailto `href` (with target and rel forced). Parsed in an inert
+ * <template>, so nothing in it loads or runs.
+ */
+export function safeFragment(html) {
+  const template = document.createElement("template");
+  template.innerHTML = html;
+  const fragment = document.createDocumentFragment();
+  for (const child of [...template.content.childNodes]) fragment.append(...cleanNode(child));
+  return fragment;
+}
+
+function cleanNode(node) {
+  if (node.nodeType === Node.TEXT_NODE) return [document.createTextNode(node.data)];
+  if (node.nodeType !== Node.ELEMENT_NODE) return [];
+  const children = [...node.childNodes].flatMap(cleanNode);
+  if (!ALLOWED_TAGS.has(node.tagName)) return [document.createTextNode(node.textContent)];
+  const copy = document.createElement(node.tagName.toLowerCase());
+  if (node.tagName === "A") {
+    const href = node.getAttribute("href") || "";
+    if (!SAFE_HREF.test(href.trim())) return children;
+    copy.setAttribute("href", href);
+    copy.setAttribute("target", "_blank");
+    copy.setAttribute("rel", "noopener noreferrer");
+  }
+  if (node.tagName === "OL" && /^\d{1,9}$/.test(node.getAttribute("start") || "")) {
+    copy.setAttribute("start", node.getAttribute("start"));
+  }
+  copy.append(...children);
+  return [copy];
+}
+
+/**
+ * Wrap `@name` mentions in the text of `root` (outside code and links) in <span class="mention">,
+ * using `split(text)` from timeline.splitMentions; `isMe(name)` marks the reader's own.
+ */
+export function markMentions(root, split, isMe) {
+  const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT, {
+    acceptNode: (text) =>
+      text.parentElement?.closest("code, pre, a") ? NodeFilter.FILTER_REJECT : NodeFilter.FILTER_ACCEPT,
+  });
+  const texts = [];
+  while (walker.nextNode()) texts.push(walker.currentNode);
+  for (const text of texts) {
+    const parts = split(text.data);
+    if (!parts.some((part) => part.mention)) continue;
+    text.replaceWith(
+      ...parts.map((part) =>
+        part.mention
+          ? el("span", { className: isMe(part.mention) ? "mention mention-me" : "mention" }, part.text)
+          : document.createTextNode(part.text),
+      ),
+    );
+  }
+}
+
+/** A day label for a message's local date: Today, Yesterday, or the date. */
+export function isoToDate(iso) {
+  const date = new Date(iso);
+  return Number.isNaN(date.getTime()) ? null : date;
+}

@@ -10,6 +10,7 @@ from app.config import TestingConfig
 from app.extensions import db
 from app.models import Message, User, utcnow
 from app.services import messages, rooms, users
+from tests.support.moderation import ban
 
 UNREACHABLE_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:1/x"
 
@@ -43,7 +44,7 @@ def bearer(token: str) -> dict:
 
 
 def test_register_creates_a_user(app, client):
-    response = client.post("/api/register", json={"username": "Ann.B", "password": "password1"})
+    response = client.post("/api/register", json={"username": "Ann.B", "password": "tulip garden 1"})
     assert response.status_code == 201
     body = response.get_json()
     assert body == {"user": {"id": body["user"]["id"], "username": "Ann.B", "is_admin": False}}
@@ -55,18 +56,18 @@ def test_register_creates_a_user(app, client):
 @pytest.mark.parametrize(
     "payload",
     [
-        {"username": "ab", "password": "password1"},
-        {"username": "a" * 33, "password": "password1"},
-        {"username": "has space", "password": "password1"},
+        {"username": "ab", "password": "tulip garden 1"},
+        {"username": "a" * 33, "password": "tulip garden 1"},
+        {"username": "has space", "password": "tulip garden 1"},
         {"username": "ann", "password": "short"},
         {"username": "ann", "password": "p" * 129},
         {"username": "ann"},
-        {"password": "password1"},
-        {"username": 5, "password": "password1"},
-        {"username": "ann", "password": ["password1"]},
+        {"password": "tulip garden 1"},
+        {"username": 5, "password": "tulip garden 1"},
+        {"username": "ann", "password": ["tulip garden 1"]},
         {"username": "ann", "password": "password\u0000"},
         {"username": "ann", "password": "password\ud800"},
-        {"username": "ann\u0000", "password": "password1"},
+        {"username": "ann\u0000", "password": "tulip garden 1"},
         {},
     ],
 )
@@ -80,11 +81,11 @@ def test_register_refuses_invalid_input(app, client, payload):
     [
         ("username=ann&password=password1", "application/x-www-form-urlencoded"),
         ("not json at all", "application/json"),
-        ('{"username": "ann", "password": "password1"', "application/json"),
-        ('["ann", "password1"]', "application/json"),
+        ('{"username": "ann", "password": "tulip garden 1"', "application/json"),
+        ('["ann", "tulip garden 1"]', "application/json"),
         ('"ann"', "application/json"),
         ("", "application/json"),
-        ('{"username": "ann", "password": "password1"}', "text/plain"),
+        ('{"username": "ann", "password": "tulip garden 1"}', "text/plain"),
     ],
 )
 def test_register_refuses_a_body_that_is_not_a_json_object(app, client, data, content_type):
@@ -95,7 +96,7 @@ def test_register_refuses_a_body_that_is_not_a_json_object(app, client, data, co
 @pytest.mark.parametrize("second", ["ann", "ANN"])
 def test_register_refuses_a_taken_name_with_409(app, client, make_user, second):
     make_user("Ann")
-    assert_error(client.post("/api/register", json={"username": second, "password": "password1"}), 409, "conflict")
+    assert_error(client.post("/api/register", json={"username": second, "password": "tulip garden 1"}), 409, "conflict")
     assert user_count(app) == 1
 
 
@@ -119,10 +120,10 @@ def test_token_answers_token_expiry_and_user(app, client, make_user):
     "payload",
     [
         {"username": "ann", "password": "wrong password"},
-        {"username": "nobody", "password": "password1"},
+        {"username": "nobody", "password": "tulip garden 1"},
         {"username": "ann"},
         {"username": ["ann"], "password": "x"},
-        {"username": "ann\u0000", "password": "password1"},
+        {"username": "ann\u0000", "password": "tulip garden 1"},
         {"username": "ann", "password": "\udfff"},
         {},
     ],
@@ -139,7 +140,7 @@ def test_token_refuses_a_non_json_body_with_400(client):
 def test_token_refuses_a_banned_user_with_403(app, client, make_user):
     ann = make_user("ann")
     with app.app_context():
-        users.set_banned("ann", True)
+        ban("ann")
     assert_error(client.post("/api/token", json={"username": "ann", "password": ann.password}), 403, "banned")
 
 
@@ -170,7 +171,7 @@ def test_rooms_refuses_the_token_of_a_user_banned_later(app, client, make_user):
     ann = make_user("ann")
     token = token_of(client, ann)
     with app.app_context():
-        users.set_banned("ann", True)
+        ban("ann")
     assert_error(client.get("/api/rooms", headers=bearer(token)), 403, "banned")
 
 
@@ -203,7 +204,7 @@ def reader(client, make_user):
 def post_many(app, count: int, room: str = "general") -> list[int]:
     """Store ``count`` messages from a fresh user in one transaction (paging is about reading)."""
     with app.app_context():
-        writer = users.register_user("writer", "password1")
+        writer = users.register_user("writer", "tulip garden 1")
         target, _ = rooms.join_room(writer.id, room)
         rows = [
             Message(sender_id=writer.id, room_id=target.id, body=f"m{i}", created_at=utcnow()) for i in range(count)
@@ -339,3 +340,59 @@ def test_healthz_is_503_when_the_database_is_unreachable(caplog):
     finally:
         with unreachable.app_context():
             db.engine.dispose()
+
+
+# -- password rules at sign-up -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("username", "password", "reason"),
+    [
+        ("ann", "password", "common"),
+        ("ann", "Password1", "common"),
+        ("ann", "12345678", "common"),
+        ("ann", "qwertyuiop", "common"),
+        ("ann", "iloveyou", "common"),
+        ("ann", " " * 12, "spaces"),
+        ("ann", "\t \u3000 \n  \t ", "spaces"),
+        ("Margaret", "margaret", "username"),
+        ("Margaret.T", "MARGARET.T", "username"),
+    ],
+)
+def test_register_refuses_a_common_blank_or_username_password_saying_why(app, client, username, password, reason):
+    response = client.post("/api/register", json={"username": username, "password": password})
+
+    assert_error(response, 400, "invalid")
+    assert reason in response.get_json()["error"]["message"]
+    assert user_count(app) == 0
+
+
+def test_the_common_password_list_is_large():
+    from app.services import validation
+
+    common = validation.common_passwords()
+    assert len(common) >= 10_000
+    assert {"password", "123456789", "letmein1"} <= common
+    assert "correct horse battery" not in common
+
+
+# -- strict integers and token contents --------------------------------------
+
+
+@pytest.mark.parametrize("value", ["１２", "1_000", " 5", "5 ", "+5", "0x10", "1e3", "٣"])
+def test_query_integers_take_ascii_digits_only(app, client, make_user, value):
+    token = token_of(client, make_user())
+
+    response = client.get(f"/api/rooms/general/messages?limit={value}", headers=bearer(token))
+
+    assert_error(response, 400, "invalid")
+
+
+@pytest.mark.parametrize("uid", ["1", True, 1.0, None, [1], -1, 2**40])
+def test_a_signed_token_whose_uid_is_not_an_integer_id_is_refused(app, client, make_user, uid):
+    from itsdangerous import URLSafeTimedSerializer
+
+    make_user()
+    forged = URLSafeTimedSerializer(app.config["SECRET_KEY"], salt=users.TOKEN_SALT).dumps({"uid": uid})
+
+    assert_error(client.get("/api/rooms", headers=bearer(forged)), 401, "unauthorized")

@@ -17,6 +17,7 @@ class Bot:
 
     def __init__(self, base_url: str, username: str | None = None, *, namespace: str = "/"):
         grant = api.register_and_token(base_url, username or api.new_username("bot"), BOT_PASSWORD)
+        self.token = grant["token"]
         self.user = grant["user"]
         self.username = self.user["username"]
         self.client = socketio.SimpleClient()
@@ -31,6 +32,9 @@ class Bot:
 
     def say(self, room: str, body: str, client_id: str | None = None) -> dict:
         return self.call("message", {"room": room, "body": body, "client_id": client_id or body})["message"]
+
+    def dm(self, to: str, body: str, client_id: str | None = None) -> dict:
+        return self.call("dm", {"to_user": to, "body": body, "client_id": client_id or body})["message"]
 
     def close(self) -> None:
         self.client.disconnect()

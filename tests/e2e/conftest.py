@@ -4,10 +4,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.bots import Bot
 from tests.support import components
 from tests.support.live_server import LiveServer
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+ARTIFACTS = Path(__file__).resolve().parent / "screenshots"
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -68,3 +69,18 @@ def shared_server(tmp_path_factory):
     server = LiveServer(f"sqlite:///{folder / 'chat.db'}", folder / "server.log").start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def bots(shared_server):
+    """Start python-socketio participants (signed-in users) on the shared server; closed at teardown."""
+    started = []
+
+    def start(username: str | None = None, *, namespace: str = "/") -> Bot:
+        bot = Bot(shared_server.url, username, namespace=namespace)
+        started.append(bot)
+        return bot
+
+    yield start
+    for bot in started:
+        bot.close()

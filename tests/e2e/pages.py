@@ -81,11 +81,19 @@ def open_room(page: Page, room: str) -> None:
     expect(page.locator("#conversation-title")).to_have_text(f"#{room}")
 
 
-def join_room(page: Page, room: str) -> None:
+def join_room(page: Page, room: str, *, private: bool = False) -> None:
+    """Join ``room`` from the room directory, creating it (public, or private) if it does not exist."""
     show_sidebar(page)
-    page.get_by_label("Join or create a room").fill(room)
-    page.get_by_role("button", name="Join", exact=True).click()
+    page.get_by_role("button", name="Browse rooms").click()
+    dialog = page.get_by_role("dialog", name="Rooms")
+    dialog.get_by_label("Find or create a room").fill(room)
+    action = dialog.get_by_role("button", name=re.compile(rf"^(Join|Open|Create) #{re.escape(room)}$"))
+    expect(action).to_be_visible()
+    if private:
+        dialog.get_by_label("Private").check()
+    action.click()
     expect(page.locator("#conversation-title")).to_have_text(f"#{room}")
+    expect(composer(page)).to_be_focused()
 
 
 def unread_badge(page: Page, room: str) -> Locator:

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.bots import Bot, make_admin
+from tests.e2e.bots import make_admin
 from tests.e2e.pages import (
     chat_user,
     composer,
@@ -27,20 +27,6 @@ from tests.e2e.pages import (
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture
-def bots(shared_server):
-    started = []
-
-    def start(username: str | None = None, *, namespace: str = "/") -> Bot:
-        bot = Bot(shared_server.url, username, namespace=namespace)
-        started.append(bot)
-        return bot
-
-    yield start
-    for bot in started:
-        bot.close()
-
-
 def test_room_exchange_both_ways(shared_server, make_context, artifacts_dir):
     ann_page, ann = chat_user(make_context(shared_server.url), "ann")
     bob_page, bob = chat_user(make_context(shared_server.url), "bob")
@@ -50,7 +36,8 @@ def test_room_exchange_both_ways(shared_server, make_context, artifacts_dir):
     join_room(bob_page, room)
     send(ann_page, "hello from ann")
     expect(message(ann_page, "hello from ann")).to_have_attribute("data-status", "sent")
-    expect(message(ann_page, "hello from ann").locator(".delivery")).to_have_text("Sent")
+    # Only messages still on their way (or refused) carry a delivery note.
+    expect(message(ann_page, "hello from ann").locator(".delivery")).to_have_count(0)
     expect(message(bob_page, "hello from ann")).to_contain_text(ann)
     composer(bob_page).fill("hi ann,")
     composer(bob_page).press("Shift+Enter")
@@ -230,23 +217,45 @@ def test_long_polling_only(shared_server, make_context):
     ann_page.wait_for_function("() => window.switchboard.socket.io.engine?.transport?.name === 'websocket'")
 
 
-def test_refused_message_shows_why_and_can_be_retried_or_edited(shared_server, make_context):
-    page, _ann = chat_user(make_context(shared_server.url), "ann")
-    too_long = "x" * 4001
+def test_refused_message_shows_why_and_can_be_retried_or_edited(shared_server, make_context, bots):
+    admin_name = new_username("boss")
+    make_admin(shared_server, admin_name)
+    admin = bots(admin_name, namespace="/admin")
+    page, ann = chat_user(make_context(shared_server.url), "ann")
+    admin.call("mute", {"user": ann, "seconds": 600})
 
-    send(page, too_long)
+    send(page, "said while muted")
 
     refused = page.locator('#messages > li[data-status="failed"]')
-    expect(refused.get_by_role("alert")).to_have_text("Not sent: body is limited to 4000 characters")
+    expect(refused.get_by_role("alert")).to_contain_text("Not sent: ")
+    expect(refused.get_by_role("alert")).to_contain_text("muted")
     refused.get_by_role("button", name="Retry").click()
-    expect(refused.get_by_role("alert")).to_have_text("Not sent: body is limited to 4000 characters")
+    expect(refused.get_by_role("alert")).to_contain_text("muted")
     expect(refused).to_have_count(1)
     refused.get_by_role("button", name="Edit").click()
     expect(refused).to_have_count(0)
-    expect(composer(page)).to_have_value(too_long)
-    composer(page).fill("shorter now")
+    expect(composer(page)).to_have_value("said while muted")
+    admin.call("unmute", {"user": ann})
+    composer(page).fill("said once unmuted")
     composer(page).press("Enter")
-    expect(message(page, "shorter now")).to_have_attribute("data-status", "sent")
+    expect(message(page, "said once unmuted")).to_have_attribute("data-status", "sent")
+
+
+def test_the_composer_counts_characters_near_the_limit_and_stops_at_it(shared_server, make_context):
+    page, _ann = chat_user(make_context(shared_server.url), "ann")
+    box = composer(page)
+    counter = page.locator("#char-count")
+
+    box.fill("x" * 3000)
+    expect(counter).to_have_text("")
+    box.fill("x" * 3990)
+    expect(counter).to_have_text("3990 / 4000")
+    box.press_sequentially("y" * 15)
+    expect(counter).to_have_text("4000 / 4000")
+    assert len(box.input_value()) == 4000
+    box.press("Enter")
+    expect(messages(page).filter(has_text="y" * 10)).to_have_attribute("data-status", "sent")
+    expect(counter).to_have_text("")
 
 
 def test_times_are_shown_in_the_readers_time_zone(shared_server, make_context):

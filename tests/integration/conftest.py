@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
@@ -14,7 +15,7 @@ import requests
 
 from tests.integration.recording_client import RecordingClient
 from tests.support import api, components
-from tests.support.live_server import ROOT, VENV_BIN, LiveServer
+from tests.support.live_server import ROOT, VENV_BIN, LiveServer, stop_all
 
 NODE_SCRIPTS = Path(__file__).resolve().parent / "node"
 PASSWORD = "correct horse battery"
@@ -60,6 +61,52 @@ def create_account(server: LiveServer, *, admin: bool = False, prefix: str = "us
     answer = api.register_and_token(server.url, username, PASSWORD)
     assert answer["user"]["is_admin"] is admin
     return Account(token=answer["token"], user=answer["user"], password=PASSWORD)
+
+
+@dataclass
+class Cluster:
+    a: LiveServer
+    b: LiveServer
+    database_url: str
+    env: dict
+    directory: Path
+
+
+# Short, so the dead-worker test waits seconds rather than the production default of 30.
+PRESENCE_TTL_SECONDS = 5
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory) -> Iterator[Cluster]:
+    """Workers A and B, shared by every module that tests two workers: starting them costs seconds."""
+    with two_workers(tmp_path_factory.mktemp("cluster")) as both:
+        yield both
+
+
+@contextmanager
+def two_workers(directory: Path) -> Iterator[Cluster]:
+    """Workers A and B: one gunicorn + gevent worker each, one PostgreSQL database, one Redis prefix."""
+    import redis
+
+    redis_url = components.redis_url()
+    database_url = components.create_postgres_database()
+    prefix = components.unique_name("sbscale")
+    env = {"REDIS_URL": redis_url, "REDIS_PREFIX": prefix, "PRESENCE_TTL_SECONDS": str(PRESENCE_TTL_SECONDS)}
+    servers: list[LiveServer] = []
+    try:
+        for name in ("a", "b"):
+            server = LiveServer(database_url, directory / f"{name}.log", env=env)
+            servers.append(server)
+            server.start(migrate=name == "a")  # one schema, migrated once
+        yield Cluster(servers[0], servers[1], database_url, env, directory)
+    finally:
+        stop_all(servers)
+        components.drop_postgres_database(database_url)
+        client = redis.Redis.from_url(redis_url)
+        leftover = list(client.scan_iter(f"{prefix}:*"))
+        if leftover:
+            client.delete(*leftover)
+        client.close()
 
 
 @pytest.fixture

@@ -228,6 +228,30 @@ def test_foreign_origin_is_refused_on_both_transports(origin, chat_server):
     assert not websocket_handshake_opens(chat_server.url, origin)
 
 
+@pytest.mark.parametrize("proto", ["http", "https"])
+def test_forwarded_headers_sent_by_a_client_do_not_get_a_foreign_origin_past_the_check(proto, chat_server):
+    forged = {"X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": proto}
+    polling = requests.get(
+        socketio_path(chat_server.url, "polling"), headers={"Origin": f"{proto}://evil.example", **forged}, timeout=10
+    )
+    assert polling.status_code == 400
+
+    url = socketio_path(chat_server.url, "websocket").replace("http://", "ws://", 1)
+    try:
+        ws = websocket.create_connection(
+            url, timeout=10, origin=f"{proto}://evil.example", header=[f"{k}: {v}" for k, v in forged.items()]
+        )
+    except websocket.WebSocketBadStatusException:
+        return
+    try:
+        assert not ws.recv().startswith("0{")
+    except (websocket.WebSocketConnectionClosedException, ConnectionError):
+        pass
+    finally:
+        ws.close()
+        ws.shutdown()
+
+
 def test_no_origin_and_the_servers_own_origin_are_allowed(chat_server):
     for origin in (None, chat_server.url):
         response = polling_handshake(chat_server.url, origin)

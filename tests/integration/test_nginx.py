@@ -113,7 +113,15 @@ def proxy(tmp_path_factory) -> Iterator[Proxy]:
     database_url = components.create_postgres_database()
     prefix = components.unique_name("sbnginx")
     directory = tmp_path_factory.mktemp("nginx")
-    env = {"REDIS_URL": redis_url, "REDIS_PREFIX": prefix, "ACCESS_LOG": "-"}
+    # As in docker-compose.yml: every instance serves the same uploaded files, and nginx is the one
+    # proxy whose X-Forwarded-* headers are believed.
+    env = {
+        "REDIS_URL": redis_url,
+        "REDIS_PREFIX": prefix,
+        "ACCESS_LOG": "-",
+        "UPLOAD_DIR": str(directory / "uploads"),
+        "TRUSTED_PROXIES": "1",
+    }
     servers: list[LiveServer] = []
     process = None
     try:
@@ -235,3 +243,47 @@ def test_the_origin_check_still_holds_through_nginx(proxy, origin, status):
     headers = {} if origin is None else {"Origin": proxy.url if origin == "self" else origin}
     handshake = requests.get(f"{proxy.url}/socket.io/?EIO=4&transport=polling", headers=headers, timeout=10)
     assert handshake.status_code == status, handshake.text
+
+
+def test_metrics_are_not_served_through_nginx(proxy):
+    """Scrapes go to each instance; through nginx every request would come from nginx's own address."""
+    assert requests.get(f"{proxy.url}/metrics", timeout=10).status_code == 404
+    direct = requests.get(f"{proxy.servers[0].url}/metrics", timeout=10)
+    assert direct.status_code == 200 and "switchboard_sockets_connected" in direct.text
+
+
+def test_a_10_mb_upload_through_nginx_is_served_by_every_instance(proxy):
+    account = api.register_and_token(proxy.url)
+    headers = {"Authorization": f"Bearer {account['token']}"}
+    sessions = proxy.routed_sessions()
+    first, second = (sessions[proxy.upstream_port(server)] for server in proxy.servers)
+    data = os.urandom(10 * 1024 * 1024)
+
+    uploaded = first.post(f"{proxy.url}/api/uploads", files={"file": ("big.bin", data)}, headers=headers, timeout=60)
+
+    assert uploaded.status_code == 201, uploaded.text[:500]
+    attachment = uploaded.json()["attachment"]
+    assert attachment["size"] == len(data)
+    for session in (first, second):
+        served = session.get(proxy.url + attachment["url"], headers=headers, timeout=60)
+        assert served.status_code == 200
+        assert served.content == data
+    too_big = first.post(
+        f"{proxy.url}/api/uploads", files={"file": ("bigger.bin", data + b"x")}, headers=headers, timeout=60
+    )
+    assert too_big.status_code == 413
+    assert too_big.json()["error"]["code"] == "too_large"
+
+
+def test_security_headers_pass_through_nginx_and_redirects_stay_relative(proxy):
+    for path in ("/login", "/healthz", "/static/css/app.css"):
+        response = requests.get(proxy.url + path, timeout=WAIT_SECONDS)
+        assert response.status_code == 200, path
+        assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"], path
+        assert response.headers["X-Frame-Options"] == "DENY", path
+        assert response.headers["X-Content-Type-Options"] == "nosniff", path
+        assert response.headers["Referrer-Policy"] == "same-origin", path
+
+    redirect = requests.get(proxy.url + "/", headers={"Host": "evil.example"}, allow_redirects=False, timeout=10)
+    assert redirect.status_code == 302
+    assert redirect.headers["Location"] == "/login?next=/"

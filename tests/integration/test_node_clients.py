@@ -8,7 +8,22 @@ import pytest
 
 pytestmark = pytest.mark.integration
 
-MESSAGE_KEYS = {"id", "room", "sender", "recipient", "body", "client_id", "created_at", "deleted"}
+MESSAGE_KEYS = {
+    "id",
+    "room",
+    "sender",
+    "recipient",
+    "body",
+    "client_id",
+    "created_at",
+    "deleted",
+    "rev",
+    "edited_at",
+    "reply_to",
+    "mentions",
+    "reactions",
+    "attachments",
+}
 
 
 def test_default_transports_room_message_dm_by_sid_and_binary_body(account, chat_server, run_node):

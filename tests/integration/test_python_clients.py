@@ -11,7 +11,22 @@ from tests.integration.conftest import TRANSPORTS, login_cookie
 
 pytestmark = pytest.mark.integration
 
-MESSAGE_KEYS = {"id", "room", "sender", "recipient", "body", "client_id", "created_at", "deleted"}
+MESSAGE_KEYS = {
+    "id",
+    "room",
+    "sender",
+    "recipient",
+    "body",
+    "client_id",
+    "created_at",
+    "deleted",
+    "rev",
+    "edited_at",
+    "reply_to",
+    "mentions",
+    "reactions",
+    "attachments",
+}
 
 
 def unique_room() -> str:

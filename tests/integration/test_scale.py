@@ -9,58 +9,17 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
-import redis
 
-from tests.integration.conftest import Account, create_account
+from tests.integration.conftest import PRESENCE_TTL_SECONDS, Account, create_account
 from tests.integration.recording_client import RecordingClient
-from tests.support import components
 from tests.support.live_server import LiveServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.redis]
 
-# Short, so the dead-worker test waits seconds rather than the production default of 30.
-PRESENCE_TTL_SECONDS = 5
 REAP_WAIT_SECONDS = 3 * PRESENCE_TTL_SECONDS + 5
-
-
-@dataclass
-class Cluster:
-    a: LiveServer
-    b: LiveServer
-    database_url: str
-    env: dict
-    directory: Path
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory) -> Iterator[Cluster]:
-    """Workers A and B: one gunicorn + gevent worker each, one database, one Redis prefix."""
-    redis_url = components.redis_url()
-    database_url = components.create_postgres_database()
-    prefix = components.unique_name("sbscale")
-    directory = tmp_path_factory.mktemp("scale")
-    env = {"REDIS_URL": redis_url, "REDIS_PREFIX": prefix, "PRESENCE_TTL_SECONDS": str(PRESENCE_TTL_SECONDS)}
-    servers: list[LiveServer] = []
-    try:
-        for name in ("a", "b"):
-            server = LiveServer(database_url, directory / f"{name}.log", env=env)
-            servers.append(server)
-            server.start(migrate=name == "a")  # one schema, migrated once
-        yield Cluster(servers[0], servers[1], database_url, env, directory)
-    finally:
-        for server in servers:
-            server.stop()
-        components.drop_postgres_database(database_url)
-        client = redis.Redis.from_url(redis_url)
-        leftover = list(client.scan_iter(f"{prefix}:*"))
-        if leftover:
-            client.delete(*leftover)
-        client.close()
 
 
 @pytest.fixture

@@ -105,3 +105,71 @@ def test_entrypoint_gives_up_when_the_database_cannot_be_migrated(tmp_path):
     completed = subprocess.run([str(ENTRYPOINT)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert completed.returncode == 1
     assert "database upgrade failed 1 times, giving up" in completed.stderr
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        ("SECRET_KEY", None, "SECRET_KEY is not set"),
+        ("SECRET_KEY", "", "SECRET_KEY is not set"),
+        ("SWITCHBOARD_ENV", "prod", "SWITCHBOARD_ENV must be development, production or testing, not 'prod'"),
+    ],
+    ids=["no secret key", "empty secret key", "unknown environment"],
+)
+def test_entrypoint_refuses_a_bad_setting_in_one_line_before_migrating(tmp_path, setting, value, message):
+    env = image_env(tmp_path, free_port())
+    env["DB_UPGRADE_ATTEMPTS"] = "3"
+    if value is None:
+        del env[setting]
+    else:
+        env[setting] = value
+    started = time.monotonic()
+    completed = subprocess.run([str(ENTRYPOINT)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 78
+    assert completed.stderr.splitlines() == [completed.stderr.strip()]
+    assert message in completed.stderr
+    assert "upgrade" not in completed.stderr
+    assert not (tmp_path / "container.db").exists()
+    assert time.monotonic() - started < 3
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
+def test_entrypoint_stops_at_once_on_a_signal_while_retrying_the_migration(tmp_path, signum):
+    env = image_env(tmp_path, free_port())
+    # Nothing listens there: every upgrade fails and the loop keeps retrying.
+    env["DATABASE_URL"] = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/switchboard"
+    env["DB_UPGRADE_ATTEMPTS"] = "100"
+    log_path = tmp_path / "entrypoint.log"
+    with open(log_path, "wb") as log:
+        entrypoint = subprocess.Popen(
+            [str(ENTRYPOINT)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while "retrying in 3s" not in log_path.read_text():
+            assert entrypoint.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.1)
+        # As a container engine does: the signal goes to the entry point only, not to its children.
+        entrypoint.send_signal(signum)
+        stopped = time.monotonic()
+        assert entrypoint.wait(timeout=5) == 143, log_path.read_text()
+        assert time.monotonic() - stopped < 2
+        assert "docker-entrypoint: stopped before the server started" in log_path.read_text()
+        # The step it was running (an upgrade or the pause between two) went with it.
+        deadline = time.monotonic() + 5
+        while group_alive(entrypoint.pid):
+            assert time.monotonic() < deadline, "a migration step outlived the entry point"
+            time.sleep(0.1)
+    finally:
+        if group_alive(entrypoint.pid):
+            os.killpg(entrypoint.pid, signal.SIGKILL)
+        entrypoint.wait(timeout=5)

@@ -1,7 +1,5 @@
 """Messages: posting rules, client_id deduplication, history paging and sync, on SQLite and PostgreSQL."""
 
-from datetime import timedelta
-
 import pytest
 import sqlalchemy as sa
 
@@ -9,6 +7,7 @@ from app.errors import ServiceError
 from app.extensions import db
 from app.models import Message, dm_pair, utcnow
 from app.services import messages, moderation, rooms, users
+from tests.support.moderation import let_mute_lapse, mute
 
 both_databases = pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
 
@@ -137,13 +136,13 @@ def test_posting_needs_membership_and_an_existing_room(ann, bob):
 
 
 def test_muted_user_cannot_post_until_the_mute_lapses(ann, bob):
-    users.set_muted_until("ann", utcnow() + timedelta(minutes=5))
+    mute("ann", 300)
     for attempt in (lambda: post(ann, "hi"), lambda: messages.post_direct_message(ann, bob, "hi")):
         with pytest.raises(ServiceError) as refused:
             attempt()
         assert refused.value.code == "muted"
     assert stored_count() == 0
-    users.set_muted_until("ann", utcnow() - timedelta(seconds=1))
+    let_mute_lapse("ann")
     assert post(ann, "back")["body"] == "back"
 
 

@@ -10,6 +10,7 @@ from app.errors import ServiceError
 from app.extensions import db
 from app.models import AuditEntry, Message, User, utcnow
 from app.services import messages, moderation, users
+from tests.support.moderation import let_mute_lapse
 
 
 def audit_rows() -> list[AuditEntry]:
@@ -162,7 +163,7 @@ def test_a_muted_user_cannot_post_until_the_mute_lapses_or_is_lifted(ctx, admin,
     assert refused.value.code == "muted"
 
     # A lapsed mute needs nobody to lift it.
-    users.set_muted_until("alice", utcnow() - timedelta(seconds=1))
+    let_mute_lapse("alice")
     assert messages.post_room_message(fresh(member.id), "general", "lapsed").message["body"] == "lapsed"
     assert moderation.search_users("alice")[0]["muted_until"] is None
 

@@ -10,6 +10,7 @@ from app.errors import ServiceError
 from app.extensions import db
 from app.models import RoomMembership, User
 from app.services import rooms, users
+from tests.support.moderation import ban, unban
 
 SECRET = "token-secret"
 TTL = 3600
@@ -87,7 +88,7 @@ def test_authenticate_refuses_bad_credentials(ctx, username, password):
 
 def test_authenticate_refuses_a_banned_user_with_banned(ctx):
     users.register_user("ann", "password1")
-    users.set_banned("ann", True, "spam")
+    ban("ann", "spam")
     with pytest.raises(ServiceError) as refused:
         users.authenticate("ann", "password1")
     assert refused.value.code == "banned"
@@ -96,7 +97,7 @@ def test_authenticate_refuses_a_banned_user_with_banned(ctx):
 
 def test_a_banned_user_with_a_wrong_password_learns_nothing_about_the_ban(ctx):
     users.register_user("ann", "password1")
-    users.set_banned("ann", True)
+    ban("ann")
     with pytest.raises(ServiceError) as refused:
         users.authenticate("ann", "wrong-password")
     assert refused.value.code == "unauthorized"
@@ -153,11 +154,11 @@ def test_token_signed_with_another_secret_is_unauthorized(ctx):
 def test_token_of_a_banned_user_is_refused_with_banned(ctx):
     user = users.register_user("ann", "password1")
     token = users.issue_token(user, SECRET, TTL)["token"]
-    users.set_banned("ann", True)
+    ban("ann")
     with pytest.raises(ServiceError) as refused:
         users.user_from_token(token, SECRET, TTL)
     assert refused.value.code == "banned"
-    users.set_banned("ann", False)
+    unban("ann")
     assert users.user_from_token(token, SECRET, TTL).id == user.id
 
 

@@ -1,7 +1,6 @@
 """The /admin namespace: who may connect, every event, its effect on `/`, and the audit log."""
 
 import time
-from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -10,6 +9,7 @@ from app.extensions import db, socketio
 from app.models import AuditEntry
 from app.services import users
 from app.sockets.admin import AdminNamespace
+from tests.support.moderation import ban, let_mute_lapse
 
 ADMIN = "/admin"
 
@@ -117,7 +117,7 @@ def revoke_by_demotion(app, username):
 
 def revoke_by_ban(app, username):
     with app.app_context():
-        users.set_banned(username, True, "gone rogue")
+        ban(username, "gone rogue")
 
 
 @pytest.mark.parametrize("revoke", [revoke_by_demotion, revoke_by_ban], ids=["demoted", "banned"])
@@ -128,15 +128,19 @@ def test_an_admin_who_loses_the_right_while_connected_can_do_nothing(
     chat = socket_client(alice)
     chat.get_received("/")
     revoke(app, "boss")
+    audited = audit_actions(app)  # a ban by another admin is itself audited
 
-    answer = ask(admin_socket, event, EVENTS[event])
-
-    assert answer == {"ok": False, "error": {"code": "forbidden", "message": "admins only"}}
+    if revoke is revoke_by_ban:
+        # A ban disconnects every socket of the user, the dashboard's included.
+        assert not admin_socket.is_connected(ADMIN)
+    else:
+        answer = ask(admin_socket, event, EVENTS[event])
+        assert answer == {"ok": False, "error": {"code": "forbidden", "message": "admins only"}}
     assert chat.is_connected("/")
     assert received(chat, "announcement") == []
     alice_now = fresh_user(app, "alice")
     assert not alice_now.banned and alice_now.muted_until is None
-    assert audit_actions(app) == []
+    assert audit_actions(app) == audited
 
 
 @pytest.mark.parametrize("event", sorted(EVENTS))
@@ -362,7 +366,7 @@ def test_a_lapsed_mute_is_honoured_without_a_restart(app, socket_client, admin_s
     chat = socket_client(alice)
     ask(admin_socket, "mute", {"user": "alice", "seconds": 600})
     with app.app_context():
-        users.set_muted_until("alice", fresh_user(app, "alice").muted_until - timedelta(seconds=601))
+        let_mute_lapse("alice")
 
     said = ask(chat, "message", {"room": "general", "body": "back", "client_id": "m1"}, namespace="/")
 

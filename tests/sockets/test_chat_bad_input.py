@@ -1,6 +1,7 @@
 """Bad input on the `/` namespace: a clear error ack, nothing stored, and the socket keeps working."""
 
 import logging
+from contextlib import contextmanager
 
 import pytest
 import sqlalchemy as sa
@@ -35,6 +36,26 @@ BINARY_FIELDS = {
     "after": b"\x00",
     "active": b"\x01",
 }
+VALID_FIELDS = {"room": "general", "body": "hi", "client_id": "c1", "to_user": "bob", "user": "bob", "after": 0}
+FIELDS_READ = {
+    "join": ["room"],
+    "leave": ["room"],
+    "message": ["room", "body", "client_id"],
+    "history": ["room"],
+    "dm": ["to_user", "body", "client_id"],
+    "dm_history": ["user"],
+    "sync": ["after"],
+    "who": ["room"],
+    "typing": ["room", "active"],
+}
+
+
+def binary_payloads(event: str) -> list[dict]:
+    """Each field the event reads sent as binary, the others valid: a packet carries one binary attachment."""
+    fields = FIELDS_READ[event]
+    valid = {name: value for name, value in VALID_FIELDS.items() if name in fields}
+    return [{**valid, name: BINARY_FIELDS[name]} for name in fields]
+
 
 TOO_LARGE = [
     ("join", {"room": "r" * 65}),
@@ -100,7 +121,7 @@ def send(sio, event: str, payload):
 def test_malformed_payloads_are_invalid_and_change_nothing(app, ann_and_bob, event):
     sio, bob_socket = ann_and_bob
     before = snapshot(app)
-    for payload in [*NOT_AN_OBJECT, NESTED_GARBAGE, BINARY_FIELDS, *missing_payloads(event)]:
+    for payload in [*NOT_AN_OBJECT, NESTED_GARBAGE, *binary_payloads(event), *missing_payloads(event)]:
         ack = send(sio, event, payload)
         assert_refused(ack, payload=payload)
         assert sio.is_connected()
@@ -187,19 +208,49 @@ def test_an_exception_in_a_handler_is_answered_internal_and_logged(ann_and_bob, 
     assert_still_works(sio, bob_socket)
 
 
-def test_a_failing_write_is_answered_internal_and_stores_nothing(app, ann_and_bob, monkeypatch, caplog):
+@contextmanager
+def failing_message_commits(app):
+    """Make the database refuse the COMMIT of every transaction that inserted a message.
+
+    The writer runs for real: its INSERT reaches the database and only the commit fails,
+    so the rollback is what must leave nothing behind. Yields the INSERTs seen.
+    """
+    with app.app_context():
+        engine = db.engine
+    inserts = []
+
+    def before_cursor_execute(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("INSERT INTO MESSAGES"):
+            conn.info["inserted_message"] = True
+            inserts.append(statement)
+
+    def commit(conn):
+        if conn.info.pop("inserted_message", False):
+            raise sa.exc.OperationalError("COMMIT", {}, Exception("database or disk is full"))
+
+    def rollback(conn):
+        conn.info.pop("inserted_message", None)
+
+    listeners = [("before_cursor_execute", before_cursor_execute), ("commit", commit), ("rollback", rollback)]
+    for name, listener in listeners:
+        sa.event.listen(engine, name, listener)
+    try:
+        yield inserts
+    finally:
+        for name, listener in listeners:
+            sa.event.remove(engine, name, listener)
+
+
+def test_a_failing_write_is_answered_internal_and_stores_nothing(app, ann_and_bob, caplog):
     sio, bob_socket = ann_and_bob
-
-    def failing_commit(self, batch):
-        for draft in batch:
-            draft.error, draft.done = RuntimeError("disk full"), True
-
-    monkeypatch.setattr(messages.MessageWriter, "_commit", failing_commit)
+    before = snapshot(app)
     bob_socket.get_received()
-    with caplog.at_level(logging.ERROR, logger="switchboard.sockets"):
+    with failing_message_commits(app) as inserts, caplog.at_level(logging.ERROR, logger="switchboard.sockets"):
         ack = sio.emit("message", {"room": "general", "body": "lost?", "client_id": "c"}, callback=True)
     assert ack["error"]["code"] == "internal"
+    assert inserts, "the message INSERT never reached the database"
     assert [e for e in bob_socket.get_received() if e["name"] == "message"] == []
-    assert snapshot(app)[0] == 0
-    monkeypatch.undo()
+    assert snapshot(app) == before
+    with app.app_context():
+        assert db.session.scalars(sa.select(Message.body)).all() == []
     assert_still_works(sio, bob_socket)

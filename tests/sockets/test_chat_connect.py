@@ -5,6 +5,7 @@ from socketio import packet
 
 from app.extensions import socketio
 from app.services import rooms, users
+from tests.support.moderation import ban, moderator_id
 
 
 def received(sio, name: str) -> list:
@@ -123,7 +124,7 @@ def test_banned_user_is_refused_with_banned(app, make_user, login, refusals):
     token = token_for(app, ann)
     cookie_client = login(ann)
     with app.app_context():
-        users.set_banned("ann", True)
+        ban("ann")
     by_cookie = socketio.test_client(app, flask_test_client=cookie_client)
     by_token = socketio.test_client(app, auth={"token": token})
     assert not by_cookie.is_connected()
@@ -191,6 +192,8 @@ def test_a_failure_while_connecting_is_refused_with_internal_and_leaves_no_prese
 def test_a_ban_committed_while_the_socket_is_being_set_up_refuses_it(app, make_user, login, refusals):
     seen, install = refusals
     ann, bob = make_user("ann"), make_user("bob")
+    with app.app_context():
+        moderator_id()  # the acting admin exists before the race
     watcher = socketio.test_client(app, flask_test_client=login(bob))
     watcher.get_received()
     presence = app.extensions["switchboard.presence"]
@@ -198,7 +201,7 @@ def test_a_ban_committed_while_the_socket_is_being_set_up_refuses_it(app, make_u
 
     def ban_then_register(info):
         # The admin's ban commits and sweeps the registered sockets just before this one registers.
-        users.set_banned("ann", True)
+        ban("ann")
         return register(info)
 
     presence.add = ban_then_register

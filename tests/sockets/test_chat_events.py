@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -11,6 +10,7 @@ import sqlalchemy as sa
 from app.extensions import db, socketio
 from app.models import Message, utcnow
 from app.services import messages, rooms, users
+from tests.support.moderation import mute, unmute
 
 
 def received(sio, name: str) -> list:
@@ -78,7 +78,11 @@ def frozen_clock():
 def test_join_creates_the_room_and_answers_room_and_messages(open_tab, make_user):
     tab = open_tab(make_user("ann"))
     ack = tab.send("join", {"room": "random"})
-    assert ack == {"ok": True, "room": {"name": "random", "members": 1, "online": 1, "topic": "", "private": False}, "messages": []}
+    assert ack == {
+        "ok": True,
+        "room": {"name": "random", "members": 1, "online": 1, "topic": "", "private": False},
+        "messages": [],
+    }
 
 
 def test_join_answers_the_last_50_messages_oldest_first(app, open_tab, make_user):
@@ -206,7 +210,7 @@ def test_message_to_an_unknown_room_is_not_found(open_tab, make_user):
 def test_muted_user_gets_muted(app, open_tab, make_user):
     tab = open_tab(make_user("ann"))
     with app.app_context():
-        users.set_muted_until("ann", utcnow() + timedelta(minutes=1))
+        mute("ann", 60)
     assert tab.send("message", {"room": "general", "body": "hi", "client_id": "c"})["error"]["code"] == "muted"
     assert tab.send("dm", {"to_user": "ann", "body": "hi", "client_id": "d"})["error"]["code"] == "muted"
     assert stored_ids(app) == []
@@ -469,13 +473,13 @@ def test_the_limit_is_per_user_across_sockets(open_tab, make_user, frozen_clock)
 def test_muted_is_answered_before_rate_limited(app, open_tab, make_user, frozen_clock):
     tab = open_tab(make_user("ann"))
     with app.app_context():
-        users.set_muted_until("ann", utcnow() + timedelta(minutes=1))
+        mute("ann", 60)
     codes = {
         tab.send("message", {"room": "general", "body": "m", "client_id": f"c{i}"})["error"]["code"] for i in range(25)
     }
     assert codes == {"muted"}
     with app.app_context():
-        users.set_muted_until("ann", None)
+        unmute("ann")
     # The muted attempts counted: the window is still full.
     assert (
         tab.send("message", {"room": "general", "body": "m", "client_id": "after"})["error"]["code"] == "rate_limited"

@@ -45,6 +45,7 @@ class LiveServer:
             "SECRET_KEY": "integration-secret",
             "STATS_INTERVAL_SECONDS": "1",
             "PYTHONUNBUFFERED": "1",
+            "UPLOAD_DIR": str(self.log_path.parent / f"uploads-{self.log_path.stem}"),
             **self.extra_env,
         }
         env.pop("CI_SKIP", None)
@@ -122,3 +123,11 @@ class LiveServer:
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def stop_all(servers: list[LiveServer]) -> None:
+    """Stop servers together: each may take its graceful timeout, and they need not take it in turn."""
+    for server in servers:
+        server._signal_group(signal.SIGTERM)
+    for server in servers:
+        server.stop()

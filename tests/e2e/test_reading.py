@@ -1,0 +1,189 @@
+"""Reading and writing comfortably: drafts, the unread line and pill, rate limits, shortcuts, kicks."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.e2e.bots import make_admin
+from tests.e2e.pages import (
+    RECONNECT_TIMEOUT_MS,
+    chat_user,
+    composer,
+    join_room,
+    message,
+    message_bodies,
+    new_username,
+    open_room,
+    send,
+    wait_connected,
+)
+
+pytestmark = pytest.mark.e2e
+
+
+def test_each_conversation_keeps_its_own_draft_across_switches_and_reloads(shared_server, make_context):
+    page, _ann = chat_user(make_context(shared_server.url), "ann")
+    room = new_username("drafts")
+    join_room(page, room)
+
+    composer(page).fill("half a thought")
+    open_room(page, "general")
+    expect(composer(page)).to_have_value("")
+    composer(page).fill("for general")
+    open_room(page, room)
+    expect(composer(page)).to_have_value("half a thought")
+    page.reload()
+    wait_connected(page)
+    expect(page.locator("#conversation-title")).to_have_text(f"#{room}")
+    expect(composer(page)).to_have_value("half a thought")
+    composer(page).press("Enter")
+    expect(message(page, "half a thought")).to_have_attribute("data-status", "sent")
+    page.reload()
+    expect(composer(page)).to_have_value("")
+    open_room(page, "general")
+    expect(composer(page)).to_have_value("for general")
+
+
+def test_unread_line_and_new_messages_pill(shared_server, make_context, bots):
+    page, _ann = chat_user(make_context(shared_server.url), "ann")
+    bob, carol = bots(), bots()
+    room = new_username("busy")
+    bob.call("join", {"room": room})
+    carol.call("join", {"room": room})
+    join_room(page, room)
+    for n in range(18):  # under the limit of 20 in 10 seconds per sender
+        bob.say(room, f"early {n:02d}", client_id=new_username("c"))
+    expect(message(page, "early 17")).to_be_visible()
+    open_room(page, "general")
+    for n in range(3):
+        carol.say(room, f"later {n}", client_id=new_username("c"))
+    expect(page.locator(f'#room-list li[data-room="{room}"] .unread')).to_have_text("3")
+    expect(page).to_have_title(re.compile(r"^\(3\) #general · Switchboard$"))
+
+    open_room(page, room)
+    divider = message(page, "later 0").locator(".new-divider")
+    expect(divider).to_have_text("New messages")
+    expect(page.locator(".new-divider")).to_have_count(1)
+    expect(page).to_have_title(f"#{room} · Switchboard")
+
+    page.locator("#message-scroller").evaluate("el => { el.scrollTop = 0; }")
+    carol.say(room, "while you scroll", client_id=new_username("c"))
+    pill = page.get_by_role("button", name=re.compile("New messages below"))
+    expect(pill).to_be_visible()
+    pill.click()
+    expect(message(page, "while you scroll")).to_be_in_viewport()
+    expect(pill).to_be_hidden()
+
+
+def test_messages_over_the_rate_limit_wait_with_a_countdown_and_go_out_in_order(shared_server, make_context):
+    page, _ann = chat_user(make_context(shared_server.url), "ann")
+    room = new_username("fast")
+    join_room(page, room)
+    bodies = [f"quick {n:02d}" for n in range(23)]
+
+    for body in bodies:
+        send(page, body)
+
+    waiting = page.locator('#messages > li[data-status="waiting"]')
+    expect(waiting.first).to_be_visible(timeout=10_000)
+    expect(waiting.first.locator(".delivery")).to_contain_text(re.compile(r"waiting \d+ s"))
+    expect(page.locator('#messages > li[data-status="failed"]')).to_have_count(0)
+    expect(page.locator("#messages > li[data-id]")).to_have_count(len(bodies), timeout=RECONNECT_TIMEOUT_MS)
+    assert message_bodies(page) == bodies
+
+
+def test_quick_switcher_skip_link_and_dark_mode(shared_server, make_context):
+    page, _ann = chat_user(make_context(shared_server.url), "ann")
+    room = new_username("jump")
+    join_room(page, room)
+    open_room(page, "general")
+
+    page.keyboard.press("Control+k")
+    switcher = page.get_by_role("dialog", name="Jump to a conversation")
+    expect(switcher.get_by_label("Room or person")).to_be_focused()
+    switcher.get_by_label("Room or person").fill(room[:6])
+    page.keyboard.press("Enter")
+    expect(page.locator("#conversation-title")).to_have_text(f"#{room}")
+    expect(composer(page)).to_be_focused()
+
+    # The skip link is the first stop of the keyboard and shows when focused.
+    response = page.goto("/no-such-page")
+    assert response.status == 404
+    expect(page.get_by_role("heading", name="Page not found")).to_be_visible()
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+    page.goto("/")
+    wait_connected(page)
+    skip = page.get_by_role("link", name="Skip to the message box")
+    skip.focus()
+    expect(skip).to_be_in_viewport()
+    page.keyboard.press("Enter")
+    expect(composer(page)).to_be_focused()
+
+    dark = page.get_by_role("button", name="Dark mode")
+    expect(dark).to_have_attribute("aria-pressed", "false")
+    dark.click()
+    expect(dark).to_have_attribute("aria-pressed", "true")
+    expect(page.locator("html")).to_have_attribute("data-theme", "dark")
+    page.reload()
+    expect(page.locator("html")).to_have_attribute("data-theme", "dark")
+    background = page.evaluate("() => getComputedStyle(document.body).backgroundColor")
+    assert background == "rgb(26, 29, 33)", background
+
+
+def test_the_system_dark_setting_is_followed(shared_server, make_context, artifacts_dir):
+    page, _ann = chat_user(make_context(shared_server.url, color_scheme="dark"), "ann")
+    send(page, "in the dark")
+    background = page.evaluate("() => getComputedStyle(document.body).backgroundColor")
+    assert background == "rgb(26, 29, 33)", background
+    expect(page.get_by_role("button", name="Dark mode")).to_have_attribute("aria-pressed", "true")
+    page.screenshot(path=str(artifacts_dir / "chat-page-dark.png"))
+
+
+def test_a_kicked_user_sees_why_can_reconnect_and_a_banned_one_sees_the_ban(shared_server, make_context, bots):
+    admin_name = new_username("boss")
+    make_admin(shared_server, admin_name)
+    admin = bots(admin_name, namespace="/admin")
+    page, ann = chat_user(make_context(shared_server.url), "ann")
+    sid = page.evaluate("() => window.switchboard.socket.id")
+
+    admin.call("kick", {"sid": sid})
+    screen = page.locator("#kicked-screen")
+    expect(screen).to_be_visible()
+    expect(screen).to_contain_text("You were removed from the chat")
+    expect(composer(page)).to_be_disabled()
+    screen.get_by_role("button", name="Reconnect").click()
+    wait_connected(page, timeout=RECONNECT_TIMEOUT_MS)
+    expect(screen).to_be_hidden()
+    expect(composer(page)).to_be_enabled()
+    send(page, "back after a kick")
+    expect(message(page, "back after a kick")).to_have_attribute("data-status", "sent")
+
+    admin.call("ban", {"user": ann, "reason": "spam"})
+    expect(screen).to_contain_text("Your account has been banned")
+    expect(screen.get_by_role("button", name="Reconnect")).to_be_hidden()
+    expect(composer(page)).to_be_disabled()
+
+
+def test_the_newest_message_stays_in_view_when_the_window_shrinks(shared_server, make_context, bots, artifacts_dir):
+    context = make_context(shared_server.url, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    page, _ann = chat_user(context, "ann")
+    bob = bots()
+    room = new_username("shrink")
+    bob.call("join", {"room": room})
+    join_room(page, room)
+    for n in range(15):
+        bob.say(room, f"line {n:02d} " + "words " * 12, client_id=new_username("c"))
+    newest = page.locator("#messages > li[data-id]").last
+    expect(newest).to_contain_text("line 14")
+    expect(newest).to_be_in_viewport()
+
+    page.set_viewport_size({"width": 390, "height": 480})  # as when the on-screen keyboard opens
+    expect(newest).to_be_in_viewport()
+    header = page.locator(".conversation-header").bounding_box()
+    assert header["height"] < 60, header
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+    page.screenshot(path=str(artifacts_dir / "chat-page-phone-short.png"))
