@@ -21,6 +21,7 @@ request waiting for its ack on the reader thread would wait for ever.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -141,6 +142,28 @@ class SwitchboardClient:
         if self._worker is not None:
             self._worker.join(timeout=5)
         self._shut(self.sio)
+        self._release(self.sio)
+
+    @classmethod
+    def _retire(cls, sio: socketio.Client) -> None:
+        cls._shut(sio)
+        cls._release(sio)
+
+    @staticmethod
+    def _release(sio: socketio.Client) -> None:
+        """Close what python-engineio keeps after a disconnect: a transport thread that was still
+        running can open a new HTTP session after the reset, and nothing else would close its
+        pooled connections (their sockets would be finalised whenever the client is collected)."""
+        eio = sio.eio
+        for task in (eio.read_loop_task, eio.write_loop_task):
+            if isinstance(task, threading.Thread):
+                task.join(timeout=5)
+        with contextlib.suppress(Exception):
+            if eio.http is not None:
+                eio.http.close()
+        with contextlib.suppress(Exception):
+            if eio.ws is not None:
+                eio.ws.close()
 
     @staticmethod
     def _shut(sio: socketio.Client) -> None:
@@ -429,7 +452,7 @@ class SwitchboardClient:
             self.replaced_connections += 1
             self._lock.notify_all()
         # Shut on a thread of its own: waiting for a transport that hangs must not hold up the new one.
-        threading.Thread(target=self._shut, args=(old,), name="switchboard-client-shut", daemon=True).start()
+        threading.Thread(target=self._retire, args=(old,), name="switchboard-client-shut", daemon=True).start()
         delay = self._socket_options["reconnection_delay"]
         while True:
             with self._lock:
