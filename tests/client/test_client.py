@@ -6,6 +6,8 @@ import gc
 import itertools
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 import socketio
@@ -132,7 +134,7 @@ def test_catching_up_pages_through_sync_and_merges_live_messages_once(server, op
         reader = open_client(bob, url=proxy.url, transports=["websocket"], reconnection_delay=0.05).connect()
         expected = essentials([row for row in stored_messages(server.database_url) if row["room"] == "backlog"])
         assert essentials(reader.room_messages("backlog")) == expected
-        assert reader.cursor == expected[-1][0]
+        assert reader.cursor == expected[-1][-1]  # the rev of the newest message
 
         writer = open_client(ann).connect()
         live = writer.send("backlog", "live one").wait(WAIT_SECONDS)
@@ -143,7 +145,7 @@ def test_catching_up_pages_through_sync_and_merges_live_messages_once(server, op
         assert reader.wait_for(lambda: reader.connections == 2, WAIT_SECONDS)
         reader.wait_synced(WAIT_SECONDS)
         assert reader.duplicates_dropped == 1
-        assert reader.cursor == live["id"]
+        assert reader.cursor == live["rev"]
         assert [m["body"] for m in reader.room_messages("backlog")][-2:] == ["seeded #0519", "live one"]
         assert len(reader.room_messages("backlog")) == 521
     finally:
@@ -174,6 +176,145 @@ def test_join_brings_recent_history_into_the_timeline(server, open_client):
     assert second.room_messages("late-room-" + ann.username.lower()) == [posted]
 
 
+def stored_room(server, room: str) -> list[tuple]:
+    return essentials([row for row in stored_messages(server.database_url) if row["room"] == room])
+
+
+@pytest.mark.integration
+def test_edit_delete_and_react_answer_the_stored_message_and_reach_the_others_live(server, open_client):
+    ann, bob = accounts(server, 2, rooms=("changes",))
+    writer = open_client(ann).connect()
+    reader = open_client(bob, transports=["websocket"]).connect()
+    cursor = reader.cursor
+    first = writer.send("changes", "first draft").wait(WAIT_SECONDS)
+    second = writer.send("changes", "to be deleted").wait(WAIT_SECONDS)
+
+    edited = writer.edit(first["id"], "final words")
+    assert (edited["body"], edited["edited_at"] is not None) == ("final words", True)
+    assert edited["rev"] > second["rev"]
+    reacted = reader.react(first["id"], "👍")
+    assert reacted["reactions"] == [{"emoji": "👍", "count": 1, "users": [bob.username]}]
+    assert reacted["body"] == "final words" and reacted["rev"] > edited["rev"]
+    assert reader.react(first["id"], "👍") == reacted  # the same reaction again changes nothing
+    deleted = writer.delete(second["id"])
+    assert (deleted["deleted"], deleted["body"]) == (True, "")
+    with pytest.raises(MessageRejected) as refused:
+        reader.edit(first["id"], "not mine")
+    assert refused.value.code == "forbidden"
+    with pytest.raises(MessageRejected) as refused:
+        writer.edit(second["id"], "too late")
+    assert refused.value.code == "not_found"
+
+    expected = stored_room(server, "changes")
+    assert [m[-1] for m in expected] == [reacted["rev"], deleted["rev"]]
+    for client in (writer, reader):
+        assert client.wait_for(lambda c=client: essentials(c.room_messages("changes")) == expected, WAIT_SECONDS)
+    # Live events and acks never move the rev cursor: only sync pages do.
+    assert reader.cursor == cursor
+    assert writer.rejected and all(item.client_id is None for item in writer.rejected)
+    assert set(writer.acked) == {first["client_id"], second["client_id"]}
+
+
+@pytest.mark.integration
+@pytest.mark.filterwarnings(ENGINEIO_LEAKED_WEBSOCKET)
+def test_a_client_away_during_edits_deletions_and_reactions_converges_when_it_is_back(server, open_client):
+    ann, bob = accounts(server, 2, rooms=("away",))
+    proxy = DroppingProxy(server.port)
+    try:
+        writer = open_client(ann).connect()
+        reader = open_client(bob, url=proxy.url, transports=["websocket"], reconnection_delay=0.05).connect()
+        posted = [writer.send("away", f"message {n}").wait(WAIT_SECONDS) for n in range(4)]
+        own = reader.send("away", "bob's own").wait(WAIT_SECONDS)
+        reader.react(posted[2]["id"], "👀")
+        assert reader.wait_for(lambda: len(reader.room_messages("away")) == 5, WAIT_SECONDS)
+
+        proxy.refusing = True
+        proxy.drop()
+        assert reader.wait_for(lambda: not reader.connected, WAIT_SECONDS)
+        writer.edit(posted[0]["id"], "message 0, edited")
+        writer.edit(posted[0]["id"], "message 0, edited twice")
+        writer.react(posted[1]["id"], "🎉")
+        writer.react(own["id"], "👍")
+        writer.react(posted[2]["id"], "🎉")
+        writer.react(posted[2]["id"], "🎉", active=False)
+        writer.react(posted[3]["id"], "🎉")
+        writer.delete(posted[3]["id"])  # its reactions go with it
+        late = writer.send("away", "sent while bob was away").wait(WAIT_SECONDS)
+        assert not reader.connected
+
+        proxy.refusing = False
+        assert reader.wait_for(lambda: reader.connections == 2, WAIT_SECONDS)
+        reader.wait_synced(WAIT_SECONDS)
+        expected = stored_room(server, "away")
+        assert essentials(reader.room_messages("away")) == expected
+        assert reader.cursor == max(m[-1] for m in expected) == late["rev"]
+        by_id = {m["id"]: m for m in reader.room_messages("away")}
+        assert by_id[posted[0]["id"]]["body"] == "message 0, edited twice"
+        assert by_id[posted[2]["id"]]["reactions"] == [{"emoji": "👀", "count": 1, "users": [bob.username]}]
+        assert (by_id[posted[3]["id"]]["deleted"], by_id[posted[3]["id"]]["reactions"]) == (True, [])
+        assert by_id[own["id"]]["reactions"] == [{"emoji": "👍", "count": 1, "users": [ann.username]}]
+    finally:
+        proxy.close()
+        gc.collect()
+
+
+@pytest.mark.integration
+@pytest.mark.filterwarnings(ENGINEIO_LEAKED_WEBSOCKET)
+def test_a_repeated_delete_whose_ack_was_lost_answers_the_deleted_message(server, open_client):
+    [ann] = accounts(server, 1, rooms=("lost-ack",))
+    proxy = DroppingProxy(server.port)
+    try:
+        client = open_client(
+            ann, url=proxy.url, transports=["websocket"], ack_timeout=1.0, reconnection_delay=0.05
+        ).connect()
+        posted = client.send("lost-ack", "delete me").wait(WAIT_SECONDS)
+        proxy.swallowing = True  # the delete is applied, its ack never arrives
+        answers: list = []
+        deleting = threading.Thread(target=lambda: answers.append(client.delete(posted["id"], timeout=WAIT_SECONDS)))
+        deleting.start()
+        deadline = time.monotonic() + WAIT_SECONDS
+        while not [row for row in stored_messages(server.database_url) if row["id"] == posted["id"]][0]["deleted"]:
+            assert time.monotonic() < deadline, "the delete never reached the server"
+            time.sleep(0.1)
+        assert client.pending and client.pending[0].event == "delete"
+        proxy.swallowing = False
+        proxy.drop()
+        deleting.join(WAIT_SECONDS)
+
+        [deleted] = answers
+        assert (deleted["id"], deleted["deleted"], deleted["body"]) == (posted["id"], True, "")
+        assert essentials([deleted]) == stored_room(server, "lost-ack")
+        assert client.rejected == [] and client.pending == []
+        assert client.connections >= 2
+    finally:
+        proxy.close()
+        gc.collect()
+
+
+@pytest.mark.integration
+@pytest.mark.filterwarnings(ENGINEIO_LEAKED_WEBSOCKET)
+def test_a_connection_that_stops_answering_is_replaced_and_the_message_stored_once(server, open_client):
+    [ann] = accounts(server, 1, rooms=("mute-line",))
+    proxy = DroppingProxy(server.port)
+    try:
+        client = open_client(
+            ann, url=proxy.url, transports=["websocket"], ack_timeout=1.0, reconnection_delay=0.05
+        ).connect()
+        proxy.swallowing = True  # the connection stays open, and nothing comes back on it
+        item = client.send("mute-line", "through a silent line")
+        assert client.wait_for(lambda: client.replaced_connections >= 1, WAIT_SECONDS)
+        assert not item.settled.is_set()
+        proxy.swallowing = False
+        stored = item.wait(WAIT_SECONDS)
+        assert item.attempts >= 2
+        assert essentials([stored]) == stored_room(server, "mute-line")
+        assert client.wait_for(lambda: essentials(client.room_messages("mute-line")) == [essentials([stored])[0]], 5)
+        assert client.connections >= 2
+    finally:
+        proxy.close()
+        gc.collect()
+
+
 # -- the parts on their own ---------------------------------------------------------------
 
 
@@ -201,13 +342,57 @@ def test_timeline_keeps_one_copy_per_id_in_id_order():
     assert timeline.duplicates_dropped == 1
 
 
-def test_timeline_cursor_moves_only_when_told():
+def test_timeline_rev_cursor_moves_only_when_told_and_never_back():
     timeline = Timeline(cursor=2)
-    timeline.merge(message(9))
+    timeline.merge(message(9, rev=30))  # live events and acks never move it
     assert timeline.cursor == 2
     timeline.advance(7)
     timeline.advance(4)
     assert timeline.cursor == 7
+
+
+def test_timeline_keeps_the_copy_with_the_higher_rev():
+    timeline = Timeline()
+    timeline.merge(message(1, rev=1))
+    timeline.merge(message(1, rev=5, body="edited", edited_at="2026-01-01T00:01:00.000Z"))
+    assert not timeline.merge(message(1, rev=3, body="an older edit arriving late"))
+    assert not timeline.merge(message(1, rev=1))
+    [kept] = timeline.messages()
+    assert (kept["body"], kept["rev"]) == ("edited", 5)
+    assert (timeline.updates_applied, timeline.duplicates_dropped) == (1, 2)
+
+
+def test_timeline_replaces_reactions_wholesale():
+    thumbs = {"emoji": "👍", "count": 2, "users": ["ann", "bob"]}
+    eyes = {"emoji": "👀", "count": 1, "users": ["cid"]}
+    timeline = Timeline()
+    timeline.merge(message(1, rev=4, reactions=[thumbs, eyes]))
+    timeline.merge(message(1, rev=6, reactions=[{"emoji": "👀", "count": 1, "users": ["cid"]}]))
+    assert timeline.messages()[0]["reactions"] == [eyes]
+    timeline.merge(message(1, rev=7, reactions=[]))
+    assert timeline.messages()[0]["reactions"] == []
+
+
+def test_timeline_deletion_wins_over_an_older_edit():
+    timeline = Timeline()
+    timeline.merge(message(1, rev=1))
+    timeline.merge(message(1, rev=9, deleted=True, body="", reactions=[]))
+    timeline.merge(message(1, rev=8, body="an edit overtaken by the deletion"))
+    assert [(m["deleted"], m["body"], m["rev"]) for m in timeline.messages()] == [(True, "", 9)]
+
+
+def test_timeline_message_deleted_event_then_the_deletion_with_its_rev():
+    timeline = Timeline()
+    timeline.merge(message(1, rev=3, reactions=[{"emoji": "👍", "count": 1, "users": ["bob"]}]))
+    timeline.mark_deleted(1)  # `message_deleted` carries no rev
+    [held] = timeline.messages()
+    assert (held["deleted"], held["body"], held["reactions"], held["rev"]) == (True, "", [], 3)
+    timeline.merge(message(1, rev=4, body="an edit whose event came late"))
+    assert timeline.messages()[0]["deleted"]
+    timeline.merge(message(1, rev=6, deleted=True, body="", reactions=[]))
+    assert timeline.messages()[0]["rev"] == 6
+    timeline.mark_deleted(1)
+    assert timeline.messages()[0]["rev"] == 6
 
 
 def test_timeline_takes_deletions_from_events_and_later_copies():
@@ -226,6 +411,18 @@ def test_timeline_splits_rooms_and_direct_conversations():
     timeline.merge(message(3, room="other"))
     assert [m["id"] for m in timeline.room("general")] == [1]
     assert [m["id"] for m in timeline.direct("bob")] == [2]
+
+
+def test_outbox_sends_changes_without_client_id_and_keeps_them_out_of_acked():
+    outbox = Outbox()
+    post = outbox.add("message", {"room": "general", "body": "one"})
+    edit = outbox.add("edit", {"id": 10, "body": "two"})
+    assert edit.client_id is None and "client_id" not in edit.payload
+    outbox.settle(post, {"ok": True, "message": message(10, client_id=post.client_id)})
+    assert outbox.head() is edit
+    outbox.settle(edit, {"ok": True, "message": message(10, client_id=post.client_id, body="two", rev=2)})
+    assert edit.wait(0)["body"] == "two"
+    assert list(outbox.acked) == [post.client_id] and len(outbox) == 0
 
 
 def test_outbox_keeps_the_client_id_and_order_until_acked():

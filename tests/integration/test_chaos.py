@@ -1,4 +1,5 @@
-"""Exactly once, in order, while connections drop at random and some clients fall back to polling."""
+"""Exactly once, in order, and every edit, deletion and reaction, while connections drop at random
+and some clients fall back to polling."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from app.client import SwitchboardClient
 from tests.client.harness import (
     ENGINEIO_LEAKED_WEBSOCKET,
     DroppingProxy,
+    ScriptedUser,
     assert_all_converge,
     close_and_collect,
     essentials,
@@ -30,6 +32,10 @@ START_TRANSPORTS = [["websocket"], ["websocket"], None, None, ["polling"]]
 # Each client is dropped at most this often, so a slow machine still gets through the burst.
 MAX_DROPS_EACH = 8
 SEND_DEADLINE_SECONDS = 150
+CHANGE_WAIT_SECONDS = 60
+# Messages each client sends between two rounds of edits, deletions and reactions: each change is
+# a commit of its own, so this sets how long the test takes.
+BATCH = 20
 CONVERGE_SECONDS = 30
 
 
@@ -37,6 +43,9 @@ CONVERGE_SECONDS = 30
 @pytest.mark.timeout(240)
 @pytest.mark.filterwarnings(ENGINEIO_LEAKED_WEBSOCKET)
 def test_every_client_ends_with_the_stored_history_through_random_drops(live_server_factory):
+    """Each client sends its messages in batches and, between batches, edits and deletes some of
+    its own and reacts to others' (tests.client.harness.ScriptedUser) while connections drop; every
+    client ends with exactly the stored state of every message: body, deletion, reactions, rev."""
     seed = int(os.environ.get("CHAOS_SEED") or random.SystemRandom().randrange(2**32))
     print(f"chaos seed {seed} (set CHAOS_SEED={seed} to replay the same drop decisions)")
     rng = random.Random(seed)
@@ -58,17 +67,19 @@ def test_every_client_ends_with_the_stored_history_through_random_drops(live_ser
     try:
         for client in clients:
             client.connect()
-        sent = {
-            account.username: [client.send(ROOM, f"{account.username} #{n:03d}") for n in range(MESSAGES_EACH)]
-            for account, client in zip(accounts, clients, strict=True)
-        }
+        scripts = [
+            ScriptedUser(
+                client, account.username, ROOM, MESSAGES_EACH, seed=seed + index, wait=CHANGE_WAIT_SECONDS, batch=BATCH
+            ).start()
+            for index, (account, client) in enumerate(zip(accounts, clients, strict=True))
+        ]
 
         # Every client is dropped at least twice, then random clients at random moments.
         victims = [index for index in range(CLIENTS) for _ in range(2)]
         rng.shuffle(victims)
         downgrades = 0
         deadline = time.monotonic() + SEND_DEADLINE_SECONDS
-        while victims or any(client.pending for client in clients):
+        while victims or any(script.running for script in scripts) or any(client.pending for client in clients):
             assert time.monotonic() < deadline, f"messages still pending after {SEND_DEADLINE_SECONDS}s (seed {seed})"
             time.sleep(rng.uniform(0.02, 0.25))
             # A planned victim that is still reconnecting stays planned: it is dropped once it is back,
@@ -86,6 +97,8 @@ def test_every_client_ends_with_the_stored_history_through_random_drops(live_ser
             elif roll < 0.45:
                 clients[index].use_transports(None)
             proxies[index].drop()
+        for script in scripts:
+            script.join(0)  # finished: raises what went wrong in it, if anything
 
         expected = assert_all_converge(clients, server.database_url, ROOM, CONVERGE_SECONDS, f" (seed {seed})")
 
@@ -93,12 +106,13 @@ def test_every_client_ends_with_the_stored_history_through_random_drops(live_ser
     finally:
         close_and_collect(clients, proxies, threads_before)
 
-    # Exactly once: each client_id stored once, the sender's messages in the order they were sent.
+    # Exactly once: each client_id stored once, the sender's messages in the order they were sent,
+    # each with the body its sender last gave it ("" once deleted).
     assert len(expected) == CLIENTS * MESSAGES_EACH
-    for account, client in zip(accounts, clients, strict=True):
+    for account, client, script in zip(accounts, clients, scripts, strict=True):
         mine = [row for row in rows if row["sender"] == account.username]
         assert [(r["client_id"], r["body"]) for r in mine] == [
-            (item.client_id, item.payload["body"]) for item in sent[account.username]
+            (item.client_id, script.final_body[item.client_id]) for item in script.sent
         ]
         assert client.rejected == []
         # Every ack names the stored row.
@@ -108,13 +122,27 @@ def test_every_client_ends_with_the_stored_history_through_random_drops(live_ser
     for client in clients:
         assert essentials(client.room_messages(ROOM)) == expected
 
-    # The chaos really happened: reconnections, resent messages, and reconnections over polling.
+    # Every acknowledged change is the stored state or older than it.
+    by_id = {row["id"]: row for row in rows}
+    for script in scripts:
+        for change in script.changes:
+            assert by_id[change["id"]]["rev"] >= change["rev"]
+    edited, deleted = sum(1 for r in rows if r["edited_at"]), sum(1 for r in rows if r["deleted"])
+    reactions = sum(reaction["count"] for r in rows for reaction in r["reactions"])
+    assert edited and deleted and reactions, (edited, deleted, reactions)
+
+    # The chaos really happened: reconnections, resent messages, reconnections over polling, and
+    # changes made while a client was away that its catch-up brought.
     assert all(client.connections >= 2 for client in clients), [c.connections for c in clients]
-    assert sum(item.attempts - 1 for items in sent.values() for item in items) > 0
+    resends = sum(item.attempts - 1 for script in scripts for item in script.sent)
+    assert resends > 0
+    assert sum(client.changes_caught_up for client in clients) > 0
     assert downgrades > 0
     assert any("polling" in client.transports_used[1:] for client in clients)
     print(
         f"drops {[p.drops for p in proxies]}, connections {[c.connections for c in clients]}, "
-        f"resends {sum(item.attempts - 1 for items in sent.values() for item in items)}, "
-        f"duplicates dropped {[c.duplicates_dropped for c in clients]}"
+        f"resends {resends}, duplicates dropped {[c.duplicates_dropped for c in clients]}, "
+        f"changes {sum(len(script.changes) for script in scripts)} (edited {edited}, deleted {deleted}, "
+        f"reactions {reactions}), caught up {[c.changes_caught_up for c in clients]}, "
+        f"connections replaced {[c.replaced_connections for c in clients]}"
     )
