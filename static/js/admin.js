@@ -29,6 +29,10 @@ const ui = {
   announceBody: $("announce-body"),
   audit: $("audit-body"),
   auditRefresh: $("audit-refresh"),
+  confirm: $("admin-confirm"),
+  confirmTitle: $("admin-confirm-title"),
+  confirmText: $("admin-confirm-text"),
+  confirmOk: $("admin-confirm-ok"),
 };
 
 const manager = new Manager(location.origin);
@@ -91,6 +95,19 @@ async function ask(event, payload = {}) {
   }
 }
 
+// Bans and kicks ask first: a click in the wrong row must not throw someone out.
+function confirmFirst(title, text, verb) {
+  ui.confirmTitle.textContent = title;
+  ui.confirmText.textContent = text;
+  ui.confirmOk.textContent = verb;
+  ui.confirm.returnValue = "";
+  ui.confirm.showModal();
+  ui.confirmOk.focus();
+  return new Promise((resolve) => {
+    ui.confirm.addEventListener("close", () => resolve(ui.confirm.returnValue === "confirm"), { once: true });
+  });
+}
+
 async function act(event, payload, success) {
   const answer = await ask(event, payload);
   if (answer.ok) say(success(answer));
@@ -124,9 +141,10 @@ async function refreshSockets() {
   ui.sockets.replaceChildren(
     ...answer.sockets.map((socket) => {
       const who = socket.user.username;
-      const kick = button("Kick", `Kick ${who} (socket ${socket.sid})`, () =>
-        act("kick", { sid: socket.sid }, () => `Kicked a socket of ${who}.`),
-      );
+      const kick = button("Kick", `Kick ${who} (socket ${socket.sid})`, async () => {
+        const sure = await confirmFirst(`Kick ${who}?`, `Socket ${socket.sid} is disconnected; ${who} may reconnect.`, "Kick");
+        if (sure) await act("kick", { sid: socket.sid }, () => `Kicked a socket of ${who}.`);
+      });
       return row(
         who,
         el("code", socket.sid),
@@ -167,9 +185,14 @@ function userActions(user) {
       button(
         "Ban",
         `Ban ${name}`,
-        () => {
+        async () => {
           const reason = ui.banReason.value.trim();
-          return act("ban", reason ? { user: name, reason } : { user: name }, () => `Banned ${name}.`);
+          const why = reason ? `Reason: ${reason}.` : "No reason given.";
+          const sure = await confirmFirst(`Ban ${name}?`, `${name} is disconnected everywhere and cannot sign in. ${why}`, "Ban");
+          if (!sure) return;
+          const answer = await act("ban", reason ? { user: name, reason } : { user: name }, () => `Banned ${name}.`);
+          // The reason belongs to this ban; the next one starts empty.
+          if (answer.ok) ui.banReason.value = "";
         },
         "danger",
       ),

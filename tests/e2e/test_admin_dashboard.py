@@ -74,8 +74,16 @@ def test_admin_sees_a_user_announces_and_bans_them(live_server, contexts, artifa
 
     # The user comes online: the socket list and the statistics follow without a reload.
     expect(sockets).to_contain_text(alice)
-    expect(admin_page.get_by_role("button", name=re.compile(rf"^Kick {alice} "))).to_be_visible()
+    kick = admin_page.get_by_role("button", name=re.compile(rf"^Kick {alice} "))
+    expect(kick).to_be_visible()
     expect(admin_page.locator("#stat-users-online")).to_have_text("2")
+    # Kick asks first; cancelled, the socket stays.
+    kick.click()
+    asked = admin_page.get_by_role("dialog", name=f"Kick {alice}?")
+    expect(asked).to_be_visible()
+    asked.get_by_role("button", name="Cancel").click()
+    expect(asked).to_be_hidden()
+    expect(user_page.locator("#connection-status")).to_have_text("Connected")
 
     admin_page.get_by_label("Announcement text").fill("Maintenance at noon <b>sharp</b>")
     admin_page.get_by_role("button", name="Send announcement").click()
@@ -87,10 +95,20 @@ def test_admin_sees_a_user_announces_and_bans_them(live_server, contexts, artifa
     ban = admin_page.get_by_role("button", name=f"Ban {alice}")
     ban.focus()
     ban.press("Enter")
+    # Nothing happens before the admin confirms; Cancel leaves everything as it was.
+    dialog = admin_page.get_by_role("dialog", name=f"Ban {alice}?")
+    expect(dialog).to_contain_text("Reason: spam.")
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(dialog).to_be_hidden()
+    expect(user_page.locator("#connection-status")).not_to_have_text("Disconnected: banned")
+    ban.press("Enter")
+    expect(dialog.get_by_role("button", name="Ban")).to_be_focused()
+    admin_page.keyboard.press("Enter")
 
     expect(user_page.locator("#connection-status")).to_have_text("Disconnected: banned")
     expect(admin_page.locator("#admin-feedback")).to_have_text(f"Banned {alice}.")
     expect(admin_page.get_by_role("button", name=f"Unban {alice}")).to_be_visible()
+    expect(admin_page.get_by_label("Ban reason (optional)")).to_have_value("")
     expect(sockets).not_to_contain_text(alice)
     latest = admin_page.locator("#audit-body tr").first
     expect(latest).to_contain_text("ban")
