@@ -10,12 +10,10 @@ import pytest
 
 os.environ.setdefault("SWITCHBOARD_ENV", "testing")
 
-from app import create_app  # noqa: E402
-from app.config import TestingConfig  # noqa: E402
 from app.extensions import db, socketio  # noqa: E402
-from app.models import Room  # noqa: E402
 from app.services import users  # noqa: E402
-from tests.support import components  # noqa: E402
+from tests.support import components
+from tests.support.apps import app_on_fresh_database  # noqa: E402
 
 PASSWORD = "correct horse battery"
 
@@ -51,25 +49,16 @@ def database_url(request, tmp_path):
 
 
 @pytest.fixture
-def app(database_url, tmp_path):
-    app = create_app(
-        type(
-            "Config",
-            (TestingConfig,),
-            {"SQLALCHEMY_DATABASE_URI": database_url, "UPLOAD_DIR": str(tmp_path / "uploads")},
-        )
-    )
-    with app.app_context():
-        db.create_all()
-        db.session.add(Room(name="general"))
-        db.session.commit()
-    # No app context stays pushed: requests and socket events must each get their own
-    # (a shared one would share flask.g, and with it Flask-Login's cached user).
-    yield app
-    with app.app_context():
-        db.session.remove()
-        db.drop_all()
-        db.engine.dispose()
+def app_settings() -> dict:
+    """Config values a test module overrides (its limits, say) by defining a fixture of this name."""
+    return {}
+
+
+@pytest.fixture
+def app(database_url, tmp_path, app_settings):
+    settings = {"SQLALCHEMY_DATABASE_URI": database_url, "UPLOAD_DIR": str(tmp_path / "uploads"), **app_settings}
+    with app_on_fresh_database(settings) as app:
+        yield app
 
 
 @pytest.fixture

@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from app import create_app
-from app.config import TestingConfig
-from app.extensions import db, socketio
-from app.models import Room
+from app.extensions import socketio
 
 ADMIN = "/admin"
 
@@ -57,18 +54,8 @@ def limits() -> dict:
 
 
 @pytest.fixture
-def app(database_url, limits):
-    config = type("Config", (TestingConfig,), {"SQLALCHEMY_DATABASE_URI": database_url, **limits})
-    app = create_app(config)
-    with app.app_context():
-        db.create_all()
-        db.session.add(Room(name="general"))
-        db.session.commit()
-    yield app
-    with app.app_context():
-        db.session.remove()
-        db.drop_all()
-        db.engine.dispose()
+def app_settings(limits):
+    return limits
 
 
 @pytest.fixture

@@ -13,8 +13,6 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app import create_app
-from app.config import TestingConfig
 from app.errors import HTTP_STATUS
 from app.extensions import db
 from app.models import AuditEntry, Message, Reaction, Room
@@ -85,33 +83,17 @@ fuzz = settings(
 
 
 @pytest.fixture
-def app(tmp_path):
+def app_settings():
     """The flood and rate limits lifted: this is about what each payload does, not how many there are."""
     unlimited = 10**9
-    config = type(
-        "FuzzConfig",
-        (TestingConfig,),
-        {
-            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'fuzz.db'}",
-            "UPLOAD_DIR": str(tmp_path / "uploads"),
-            "RATE_LIMIT_COUNT": unlimited,
-            "ROOM_CREATE_LIMIT": unlimited,
-            "SOCKET_EVENT_BURST": unlimited,
-            "SOCKET_EVENT_REFILL_PER_SECOND": unlimited,
-            "USER_EVENT_BURST": unlimited,
-            "USER_EVENT_REFILL_PER_SECOND": unlimited,
-        },
-    )
-    app = create_app(config)
-    with app.app_context():
-        db.create_all()
-        db.session.add(Room(name="general"))
-        db.session.commit()
-    yield app
-    with app.app_context():
-        db.session.remove()
-        db.drop_all()
-        db.engine.dispose()
+    return {
+        "RATE_LIMIT_COUNT": unlimited,
+        "ROOM_CREATE_LIMIT": unlimited,
+        "SOCKET_EVENT_BURST": unlimited,
+        "SOCKET_EVENT_REFILL_PER_SECOND": unlimited,
+        "USER_EVENT_BURST": unlimited,
+        "USER_EVENT_REFILL_PER_SECOND": unlimited,
+    }
 
 
 def counts(app) -> tuple[int, int, int, int]:

@@ -2,12 +2,10 @@
 
 import pytest
 
-from app import create_app
-from app.config import TestingConfig
-from app.extensions import db, socketio
-from app.models import Room
+from app.extensions import socketio
 from app.services.ratelimit import TokenBuckets
 from app.sockets.common import EVENT_COSTS
+from tests.support.apps import app_on_fresh_database
 
 
 class FakeClock:
@@ -41,9 +39,7 @@ def test_reading_costs_less_than_querying():
 
 @pytest.fixture
 def budget_app(database_url):
-    config = type(
-        "Config",
-        (TestingConfig,),
+    with app_on_fresh_database(
         {
             "SQLALCHEMY_DATABASE_URI": database_url,
             "SOCKET_EVENT_BURST": 10,
@@ -51,18 +47,9 @@ def budget_app(database_url):
             "USER_EVENT_BURST": 15,
             "USER_EVENT_REFILL_PER_SECOND": 0.001,
             "SOCKET_FLOOD_REFUSALS": 1000,
-        },
-    )
-    app = create_app(config)
-    with app.app_context():
-        db.create_all()
-        db.session.add(Room(name="general"))
-        db.session.commit()
-    yield app
-    with app.app_context():
-        db.session.remove()
-        db.drop_all()
-        db.engine.dispose()
+        }
+    ) as app:
+        yield app
 
 
 def connect(app, username: str):
