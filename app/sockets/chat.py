@@ -23,8 +23,6 @@ from app.sockets.common import (
     transport_of,
 )
 
-__all__ = ["ChatNamespace", "room_key", "user_key"]
-
 
 class ChatNamespace(GuardedNamespace):
     def __init__(
