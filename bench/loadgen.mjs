@@ -195,6 +195,18 @@ async function pool(items, concurrency, worker) {
   await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, lane));
 }
 
+/** A small seeded PRNG, so a rerun picks the same rooms in the same order. */
+function mulberry32(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
 function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
@@ -247,10 +259,30 @@ const commands = {
    * Post `rate` messages per second for `seconds` into `rooms` (each {name, members}), senders
    * taken in turn from each room's members; then wait up to `drain_seconds` for every ack and
    * every delivery, and count what each member received.
+   *
+   * `room_choice`: "turn" sends to the rooms in turn; "random" picks each message's room at
+   * random (a fixed seed), so each room sees the irregular gaps of independent senders.
+   *
+   * `reads`: every client behaves as static/js/chat.js does with the room open and visible: each
+   * live message, and each ack of its own message, (re)starts a `read_delay_ms` (200 ms) timer;
+   * when it fires, the client sends the acked `read` event `{room, id}` with the newest id it
+   * holds, unless it already reported that id. Reads are waited for like acks and counted.
    */
-  async traffic({ run_id, rooms, rate, seconds, drain_seconds = 10, return_acked = false }) {
+  async traffic({
+    run_id,
+    rooms,
+    rate,
+    seconds,
+    drain_seconds = 10,
+    return_acked = false,
+    room_choice = "turn",
+    reads = false,
+    read_delay_ms = 200,
+    seed = 1,
+  }) {
     const total = Math.max(1, Math.round(rate * seconds));
     const plans = rooms.map((room) => ({ ...room, memberSet: new Set(room.members), turn: 0 }));
+    const random = mulberry32(seed);
     const sent = new Array(total);
     const deliveryMs = [];
     const ackMs = [];
@@ -263,9 +295,45 @@ const commands = {
     let stray = 0;
     let expected = 0;
     let lastDelivery = 0;
+    let lastAck = 0;
+    let sending = true;
     for (const client of clients) client.seen = new Set();
     const loopDelay = monitorEventLoopDelay({ resolution: 5 });
     loopDelay.enable();
+
+    // Browser read markers: per client, the newest id held, the id last reported, the timer.
+    const readStates = new Map();
+    const readAckMs = [];
+    const readErrors = {};
+    const readCounts = { sent: 0, sent_while_sending: 0, ok: 0, answered: 0 };
+    let readTimers = 0;
+    const fireRead = (client, state) => {
+      state.timer = null;
+      readTimers -= 1;
+      if (state.newest <= state.readSent) return;
+      state.readSent = state.newest;
+      readCounts.sent += 1;
+      if (sending) readCounts.sent_while_sending += 1;
+      const t = performance.now();
+      client.emitWithAck("read", { room: state.room, id: state.newest }).then((answer) => {
+        readCounts.answered += 1;
+        readAckMs.push(performance.now() - t);
+        if (answer && answer.ok) readCounts.ok += 1;
+        else count(readErrors, answer?.error?.code || "malformed ack");
+      });
+    };
+    const noteSeen = (client, room, id) => {
+      if (!reads) return;
+      let state = readStates.get(client);
+      if (!state) {
+        state = { room, newest: 0, readSent: 0, timer: null };
+        readStates.set(client, state);
+      }
+      if (id > state.newest) state.newest = id;
+      if (state.timer) clearTimeout(state.timer);
+      else readTimers += 1;
+      state.timer = setTimeout(() => fireRead(client, state), read_delay_ms);
+    };
 
     messageHandler = (client, message) => {
       const now = performance.now();
@@ -291,10 +359,11 @@ const commands = {
       delivered += 1;
       lastDelivery = now;
       deliveryMs.push(now - stamp.t);
+      noteSeen(client, message.room, message.id);
     };
 
     const sendOne = (seq) => {
-      const plan = plans[seq % plans.length];
+      const plan = room_choice === "random" ? plans[Math.floor(random() * plans.length)] : plans[seq % plans.length];
       const sender = plan.members[plan.turn++ % plan.members.length];
       const t = performance.now();
       const record = { plan, sender, deliveries: 0, ok: false, id: null, clientId: `${run_id}-${seq}` };
@@ -303,12 +372,14 @@ const commands = {
         .emitWithAck("message", { room: plan.name, body: JSON.stringify({ r: run_id, s: seq, t }), client_id: record.clientId })
         .then((answer) => {
           answered += 1;
-          ackMs.push(performance.now() - t);
+          lastAck = performance.now();
+          ackMs.push(lastAck - t);
           if (answer && answer.ok) {
             record.ok = true;
             record.id = answer.message.id;
             acked += 1;
             expected += plan.members.length - 1;
+            noteSeen(clients[sender], plan.name, answer.message.id);
           } else {
             count(errors, answer?.error?.code || "malformed ack");
           }
@@ -326,12 +397,16 @@ const commands = {
       };
       tick();
     });
-    const sendSeconds = (performance.now() - started) / 1000;
+    const sendEnded = performance.now();
+    sending = false;
+    const sendSeconds = (sendEnded - started) / 1000;
     const drainDeadline = performance.now() + drain_seconds * 1000;
-    while (performance.now() < drainDeadline && (answered < total || delivered < expected)) await sleep(10);
-    const drained = answered === total && delivered >= expected;
+    const busy = () => answered < total || delivered < expected || readTimers > 0 || readCounts.answered < readCounts.sent;
+    while (performance.now() < drainDeadline && busy()) await sleep(10);
+    const drained = !busy();
     messageHandler = null;
     loopDelay.disable();
+    for (const state of readStates.values()) if (state.timer) clearTimeout(state.timer);
 
     let missing = 0;
     for (const record of sent) if (record.ok) missing += Math.max(0, record.plan.members.length - 1 - record.deliveries);
@@ -352,6 +427,9 @@ const commands = {
       send_seconds: sendSeconds,
       achieved_rate: total / sendSeconds,
       deliveries_per_s: delivered / deliverySpan,
+      // How long after the last send the last delivery or ack came: a server that keeps up
+      // finishes within a few milliseconds, one with a backlog takes the backlog's length.
+      tail_ms: Math.max(0, Math.max(lastDelivery, lastAck) - sendEnded),
       latency_ms: percentiles(deliveryMs),
       ack_ms: percentiles(ackMs),
       // The histogram counts each 5 ms sampling period itself; what is left is the loop's lag.
@@ -361,6 +439,17 @@ const commands = {
         max: Math.max(0, loopDelay.max / 1e6 - 5),
       },
     };
+    if (reads) {
+      result.reads = {
+        sent: readCounts.sent,
+        sent_while_sending: readCounts.sent_while_sending,
+        per_s_while_sending: readCounts.sent_while_sending / sendSeconds,
+        ok: readCounts.ok,
+        errors: readErrors,
+        unanswered: readCounts.sent - readCounts.answered,
+        ack_ms: percentiles(readAckMs),
+      };
+    }
     if (return_acked) {
       result.acked_messages = sent.filter((record) => record.ok).map((record) => [record.id, record.clientId]);
     }

@@ -1,14 +1,20 @@
-"""The benchmark: runs each scenario against Switchboard and the Node reference server, side by side.
+"""The benchmark: runs each scenario against Switchboard and the Node reference servers, side by side.
 
 Each server runs pinned to core 0 and the Node load generator (bench/loadgen.mjs) to core 1. For
 every phase the harness reads the server's and the generator's CPU time from /proc, so a table row
 whose generator was saturated is marked as meaningless rather than reported as a server figure.
+Two references run in every scenario but the two-worker one: Node socket.io with everything in
+memory (``ref``) and the same server persisting to PostgreSQL with ``pg`` (``ref pg``), which acks
+each message only after its INSERT committed. Scenario 5 runs Switchboard on SQLite and on a
+throwaway PostgreSQL database, with browsers' ``read`` markers. Every target of the speed issue
+(``TARGETS``) is printed with the measured figure and "met", "missed" or "not measured".
 Results are printed as tables and written as JSON to bench/results/ (or $BENCH_OUTPUT).
 
 Environment: BENCH_SCENARIOS=2,4 picks scenarios; BENCH_QUICK=1 is a short run; BENCH_TINY=1 is
-the few-client run of the test suite's smoke test; BENCH_ROOM_RATES=200,500 and BENCH_BIG_ROOM_RATES=10,50
-replace the rates of scenarios 2 and 3; BENCH_PROFILE=1 samples the Switchboard worker
-with py-spy during scenario 2's fastest rate and every rate of scenario 5 (py-spy must be installed in the venv).
+the few-client run of the test suite's smoke test; BENCH_ROOM_RATES=200,500, BENCH_BIG_ROOM_RATES=10,50
+and BENCH_PERSIST_RATES=500,2000 replace the rates of scenarios 2, 3 and 5; BENCH_PROFILE=1 samples
+the Switchboard worker with py-spy (requirements-dev.txt) at the top rate of scenarios 2 and 3 and at
+every rate of scenario 5, and the report prints the summaries.
 ``run.py --report bench/results/bench-<stamp>.json`` prints the tables of an earlier run again.
 """
 
@@ -25,6 +31,7 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,24 +47,33 @@ GENERATOR_CPU = os.environ.get("BENCH_GENERATOR_CPU", "1")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # Above this share of one core the generator, not the server, may be what limits the figure.
 GENERATOR_SATURATED = 0.90
+# Scenario 5 raises the rate until the delivery p99 passes this.
 P99_KNEE_MS = 100.0
+# A step "kept up" (no backlog) when every message was delivered exactly once, the last delivery
+# and ack came within BACKLOG_TAIL_MS of the last send, and the delivery p99 stayed under
+# BACKLOG_P99_MS: a server that falls behind piles up seconds of both within one step.
+BACKLOG_TAIL_MS = 500.0
+BACKLOG_P99_MS = 500.0
+# Browsers send `read` this long after the last live message of the open room (static/js/chat.js).
+READ_DELAY_MS = 200
 POSTGRES_ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 SECRET_KEY = "bench-secret-key"
 
+# Full scale is sized to finish in about 15 minutes on the 2-core machine (see docs/performance.md).
 SCALES = {
     "full": {
         "idle_levels": [1000, 5000, 10000],
         "idle_users": 1000,
         "room_members": 100,
-        "room_rates": [20, 50, 100, 200],
+        "room_rates": [50, 100, 200, 350, 500],
         "big_room_members": 1000,
-        "big_room_rates": [5, 10, 20],
-        "seconds": 10,
-        "ack_seconds": 5,
+        "big_room_rates": [10, 25, 50],
+        "seconds": 6,
+        "ack_seconds": 4,
         "ack_inflight": [1, 16],
-        "persist_rooms": 20,
-        "persist_rates": [50, 100, 200, 400, 800, 1600],
+        "persist_rooms": 100,
+        "persist_rates": [250, 500, 1000, 2000, 3200],
         "persist_seconds": 5,
         "queue_members": 100,
         "queue_rates": [20, 50, 100],
@@ -68,17 +84,17 @@ SCALES = {
         "idle_levels": [500, 1000],
         "idle_users": 500,
         "room_members": 100,
-        "room_rates": [50, 200],
+        "room_rates": [100, 200, 500],
         "big_room_members": 1000,
-        "big_room_rates": [10],
+        "big_room_rates": [10, 50],
         "seconds": 3,
         "ack_seconds": 2,
         "ack_inflight": [1, 16],
-        "persist_rooms": 10,
-        "persist_rates": [100, 400, 1600],
+        "persist_rooms": 50,
+        "persist_rates": [500, 2000, 3200],
         "persist_seconds": 3,
         "queue_members": 100,
-        "queue_rates": [50],
+        "queue_rates": [100],
         "drain_seconds": 5,
         "official_clients": 2,
     },
@@ -100,6 +116,13 @@ SCALES = {
         "drain_seconds": 5,
         "official_clients": 2,
     },
+}
+
+# Environment variables that replace one scale setting (a comma-separated list of rates).
+RATE_OVERRIDES = {
+    "room_rates": "BENCH_ROOM_RATES",
+    "big_room_rates": "BENCH_BIG_ROOM_RATES",
+    "persist_rates": "BENCH_PERSIST_RATES",
 }
 
 
@@ -190,6 +213,9 @@ class Server:
     kind = ""
     process: subprocess.Popen | None = None
     url = ""
+    database_url: str | None = None
+    # Run once the process has stopped (a throwaway database is dropped this way).
+    cleanup: list[Callable[[], None]]
 
     @property
     def pid(self) -> int:
@@ -198,6 +224,8 @@ class Server:
     def stop(self) -> None:
         stop_process_group(self.process)
         self.process = None
+        while getattr(self, "cleanup", None):
+            self.cleanup.pop()()
 
     def __enter__(self) -> Server:
         return self
@@ -211,7 +239,9 @@ class SwitchboardServer(Server):
 
     kind = "switchboard"
 
-    def __init__(self, database_url: str, log_path: Path, *, extra_env: dict | None = None):
+    def __init__(self, database_url: str, log_path: Path, *, extra_env: dict | None = None, kind: str = ""):
+        self.kind = kind or self.kind
+        self.cleanup = []
         self.database_url = database_url
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -291,26 +321,37 @@ class SwitchboardServer(Server):
 
 
 class ReferenceServer(Server):
-    """bench/reference-server.mjs: the same events on Node's socket.io, state in memory."""
+    """bench/reference-server.mjs: the same events on Node's socket.io, state in memory, or with
+    ``persist`` every message INSERTed into a throwaway PostgreSQL database before its ack."""
 
     kind = "reference"
 
-    def __init__(self, log_path: Path):
+    def __init__(self, log_path: Path, *, persist: bool = False):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
+        self.persist = persist
+        self.cleanup = []
+        if persist:
+            self.kind = "reference_pg"
 
     def start(self) -> ReferenceServer:
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                ["taskset", "-c", SERVER_CPU, "node", str(BENCH / "reference-server.mjs")],
-                cwd=ROOT,
-                env={**os.environ, "PORT": str(self.port)},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        env = {**os.environ, "PORT": str(self.port)}
+        env.pop("DATABASE_URL", None)
         try:
+            if self.persist:
+                self.database_url = create_postgres_database()
+                self.cleanup.append(lambda: drop_postgres_database(self.database_url))
+                env["DATABASE_URL"] = self.database_url.replace("postgresql+psycopg://", "postgresql://")
+            with open(self.log_path, "ab") as log:
+                self.process = subprocess.Popen(
+                    ["taskset", "-c", SERVER_CPU, "node", str(BENCH / "reference-server.mjs")],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
             wait_for_health(self.url, self.process, self.log_path)
         except BaseException:
             self.stop()
@@ -387,13 +428,28 @@ class Generator:
 
 
 def correct(traffic: dict) -> bool:
-    """Every acked message reached every other member exactly once, and nothing else arrived."""
+    """Every acked message reached every other member exactly once, nothing else arrived, and
+    every `read` marker sent (if any) was answered ok."""
+    reads = traffic.get("reads")
     return (
         traffic["acked"] == traffic["sent"]
         and traffic["missing"] == 0
         and traffic["duplicates"] == 0
         and traffic["unexpected"] == 0
         and traffic["delivered"] == traffic["expected"]
+        and (reads is None or (reads["ok"] == reads["sent"] and reads["unanswered"] == 0))
+    )
+
+
+def kept_up(step: dict) -> bool:
+    """No backlog in this step: correct, drained, and neither the tail nor the p99 piled up."""
+    p99 = step["latency_ms"]["p99"]
+    return (
+        step["correct"]
+        and step["drained"]
+        and step.get("tail_ms", 0.0) <= BACKLOG_TAIL_MS
+        and p99 is not None
+        and p99 <= BACKLOG_P99_MS
     )
 
 
@@ -406,6 +462,7 @@ class Bench:
         self.stamp = time.strftime("%Y%m%d-%H%M%S")
         self.workdir = RESULTS / f"run-{self.stamp}"
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self.postgres_missing = postgres_unavailable()
         self.results: dict = {
             "meta": {
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -418,24 +475,46 @@ class Bench:
                 "generator_cpu": GENERATOR_CPU,
                 "python": platform.python_version(),
                 "node": subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip(),
+                "commit": subprocess.run(
+                    ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+                ).stdout.strip(),
+                "postgres_missing": self.postgres_missing,
+                "profile": profile,
             },
             "scenarios": {},
         }
 
     # -- servers --------------------------------------------------------------
 
-    def switchboard(self, label: str, database_url: str | None = None, extra_env: dict | None = None):
+    def switchboard(
+        self, label: str, database_url: str | None = None, extra_env: dict | None = None, kind: str = ""
+    ) -> SwitchboardServer:
         url = database_url or f"sqlite:///{self.workdir / f'{label}.db'}"
-        server = SwitchboardServer(url, self.workdir / f"{label}.log", extra_env=extra_env)
+        server = SwitchboardServer(url, self.workdir / f"{label}.log", extra_env=extra_env, kind=kind)
         server.migrate()
         return server.start()
 
-    def servers(self, label: str):
-        """Starters for Switchboard on a fresh SQLite file and for the reference, in that order."""
-        return (
+    def switchboard_on_postgres(self, label: str) -> SwitchboardServer:
+        """Switchboard on a throwaway PostgreSQL database, dropped when the server stops."""
+        database_url = create_postgres_database()
+        try:
+            server = self.switchboard(label, database_url, kind="switchboard_pg")
+        except BaseException:
+            drop_postgres_database(database_url)
+            raise
+        server.cleanup.append(lambda: drop_postgres_database(database_url))
+        return server
+
+    def servers(self, label: str) -> list[Callable[[], Server]]:
+        """Starters for Switchboard on a fresh SQLite file, the in-memory reference and the
+        PostgreSQL-persisting reference (when PostgreSQL is reachable), in that order."""
+        starters: list[Callable[[], Server]] = [
             lambda: self.switchboard(f"{label}-switchboard"),
             lambda: ReferenceServer(self.workdir / f"{label}-reference.log").start(),
-        )
+        ]
+        if self.postgres_missing is None:
+            starters.append(lambda: ReferenceServer(self.workdir / f"{label}-reference_pg.log", persist=True).start())
+        return starters
 
     def generator(self, label: str, *watched: Server) -> Generator:
         return Generator(self.workdir / f"{label}-loadgen.log", list(watched))
@@ -515,11 +594,12 @@ class Bench:
                             drain_seconds=s["drain_seconds"],
                         )
                         step["correct"] = correct(step)
+                        step["kept_up"] = kept_up(step)
                         if profile is not None:
                             step["profile"] = self.finish_profile(profile)
                         steps.append(step)
-                        if not step["drained"]:
-                            break  # a backlog would spill into the next, faster step
+                        if not step["kept_up"]:
+                            break  # a faster step would only pile onto the backlog
                         time.sleep(0.5)
                 out[server.kind] = {
                     "members": members,
@@ -560,54 +640,79 @@ class Bench:
         return out
 
     def scenario_persist(self) -> dict:
-        """(5) Persisted messages in 10-member rooms, rate rising until p99 passes 100 ms."""
+        """(5) Persisted messages from many senders in 10-member rooms, with browsers' `read`
+        markers, rate rising until p99 passes 100 ms: Switchboard on SQLite and on PostgreSQL,
+        and both references."""
+        s = self.scale
+        out: dict = {"rooms": s["persist_rooms"], "members": 10, "read_delay_ms": READ_DELAY_MS}
+        starters: list[tuple[str, Callable[[], Server]]] = [
+            ("switchboard", lambda: self.switchboard("s5-switchboard")),
+            ("switchboard_pg", lambda: self.switchboard_on_postgres("s5-switchboard_pg")),
+            ("reference", lambda: ReferenceServer(self.workdir / "s5-reference.log").start()),
+            ("reference_pg", lambda: ReferenceServer(self.workdir / "s5-reference_pg.log", persist=True).start()),
+        ]
+        for kind, start in starters:
+            if kind.endswith("_pg") and self.postgres_missing:
+                out[kind] = {"not_run": self.postgres_missing}
+                continue
+            try:
+                with start() as server:
+                    out[kind] = self.persist_run(server)
+            except Exception as error:  # noqa: BLE001 - one database failing must not lose the others
+                out[kind] = {"failed": f"{type(error).__name__}: {error}"}
+        return out
+
+    def persist_run(self, server: Server) -> dict:
         s = self.scale
         room_count, members = s["persist_rooms"], 10
-        out = {}
-        for start in self.servers("s5"):
-            with start() as server:
-                users = server.seed_users(room_count * members, "persist")
-                steps = []
-                acked_messages: list = []
-                with self.generator(f"s5-{server.kind}", server) as generator:
-                    self.connect_all(generator, server, [u["token"] for u in users], official=s["official_clients"])
-                    rooms = []
-                    for r in range(room_count):
-                        indices = list(range(r * members, (r + 1) * members))
-                        joined = generator.call("join", room=f"persist{r}", clients=indices)
-                        if joined["joined"] != members:
-                            raise RuntimeError(f"join failed: {joined['errors']}")
-                        rooms.append({"name": f"persist{r}", "members": indices})
-                    for rate in s["persist_rates"]:
-                        profile = self.start_profile("s5", server, rate, s["persist_rates"])
-                        step = generator.call(
-                            "traffic",
-                            run_id=uuid.uuid4().hex[:8],
-                            rooms=rooms,
-                            rate=rate,
-                            seconds=s["persist_seconds"],
-                            drain_seconds=s["drain_seconds"],
-                            return_acked=server.kind == "switchboard",
-                        )
-                        acked_messages.extend(step.pop("acked_messages", []))
-                        step["correct"] = correct(step)
-                        if profile is not None:
-                            step["profile"] = self.finish_profile(profile)
-                        steps.append(step)
-                        if step["latency_ms"]["p99"] is None or step["latency_ms"]["p99"] > P99_KNEE_MS:
-                            break
-                        if not step["correct"] or step["generator_saturated"]:
-                            break
-                        time.sleep(0.5)
-                result = {"rooms": room_count, "members": members, "steps": steps}
-                passing = [
-                    step["rate"] for step in steps if step["correct"] and step["latency_ms"]["p99"] <= P99_KNEE_MS
-                ]
-                result["highest_rate_p99_under_100ms"] = max(passing) if passing else None
-                if server.kind == "switchboard":
-                    result["database_check"] = check_stored(server.database_url, acked_messages)
-                out[server.kind] = result
-        return out
+        rates = s["persist_rates"]
+        users = server.seed_users(room_count * members, "persist")
+        steps = []
+        acked_messages: list = []
+        stored = server.database_url is not None
+        label = f"s5-{server.kind}"
+        with self.generator(label, server) as generator:
+            connected = self.connect_all(generator, server, [u["token"] for u in users], official=s["official_clients"])
+            first = connected["first_index"]
+            rooms = []
+            for r in range(room_count):
+                indices = list(range(first + r * members, first + (r + 1) * members))
+                joined = generator.call("join", room=f"persist{r}", clients=indices)
+                if joined["joined"] != members:
+                    raise RuntimeError(f"join failed: {joined['errors']}")
+                rooms.append({"name": f"persist{r}", "members": indices})
+            for rate in rates:
+                profile = self.start_profile(label, server, rate, rates)
+                step = generator.call(
+                    "traffic",
+                    run_id=uuid.uuid4().hex[:8],
+                    rooms=rooms,
+                    rate=rate,
+                    seconds=s["persist_seconds"],
+                    drain_seconds=s["drain_seconds"],
+                    return_acked=stored,
+                    room_choice="random",
+                    reads=True,
+                    read_delay_ms=READ_DELAY_MS,
+                )
+                acked_messages.extend(step.pop("acked_messages", []))
+                step["correct"] = correct(step)
+                step["kept_up"] = kept_up(step)
+                if profile is not None:
+                    step["profile"] = self.finish_profile(profile)
+                steps.append(step)
+                if step["latency_ms"]["p99"] is None or step["latency_ms"]["p99"] > P99_KNEE_MS:
+                    break
+                if not step["correct"] or step["generator_saturated"]:
+                    break
+                time.sleep(0.5)
+        result: dict = {"rooms": room_count, "members": members, "steps": steps}
+        passing = [step["rate"] for step in steps if step["correct"] and step["latency_ms"]["p99"] <= P99_KNEE_MS]
+        result["highest_rate_p99_under_100ms"] = max(passing) if passing else None
+        if stored:
+            table_name = "ref_messages" if server.kind == "reference_pg" else "messages"
+            result["database_check"] = check_stored(server.database_url, acked_messages, table_name)
+        return result
 
     def scenario_queue(self) -> dict:
         """(6) Two Switchboard workers sharing a Redis queue and PostgreSQL, members split across them."""
@@ -647,6 +752,7 @@ class Bench:
                     "rate": one["rate"],
                     "p50": delta(two["latency_ms"]["p50"], one["latency_ms"]["p50"]),
                     "p99": delta(two["latency_ms"]["p99"], one["latency_ms"]["p99"]),
+                    "correct": one["correct"] and two["correct"],
                 }
                 for one, two in zip(out["single"]["steps"], out["pair"]["steps"], strict=False)
             ]
@@ -676,6 +782,7 @@ class Bench:
                     drain_seconds=s["drain_seconds"],
                 )
                 step["correct"] = correct(step)
+                step["kept_up"] = kept_up(step)
                 steps.append(step)
                 if not step["drained"]:
                     break  # a backlog would spill into the next, faster step
@@ -685,28 +792,36 @@ class Bench:
     # -- profiling ------------------------------------------------------------
 
     def start_profile(self, label: str, server: Server, rate: float, rates: list[float]):
-        """py-spy on the Switchboard worker: scenario 2 at its top rate, scenario 5 at every rate."""
-        wanted = (label == "s2" and rate == max(rates)) or label == "s5"
-        if not (self.profile and wanted and server.kind == "switchboard"):
+        """py-spy on the Switchboard worker: scenarios 2 and 3 at their top rate, scenario 5 at every rate."""
+        wanted = (label in ("s2", "s3") and rate == max(rates)) or label.startswith("s5")
+        if not (self.profile and wanted and server.kind.startswith("switchboard")):
             return None
         py_spy = shutil.which("py-spy") or str(VENV_BIN / "py-spy")
         if not Path(py_spy).exists():
-            print("BENCH_PROFILE=1 needs py-spy (.venv/bin/pip install py-spy); not profiling", file=sys.stderr)
+            print("BENCH_PROFILE=1 needs py-spy (pip install -r requirements-dev.txt); not profiling", file=sys.stderr)
             return None
         output = self.workdir / f"{label}-profile-{rate:g}.txt"
-        seconds = self.scale["persist_seconds" if label == "s5" else "seconds"]
+        seconds = self.scale["persist_seconds" if label.startswith("s5") else "seconds"]
         process = subprocess.Popen(
-            [py_spy, "record", "--pid", str(server.pid), "--duration", str(int(seconds))]
+            [py_spy, "record", "--pid", str(server.pid), "--duration", str(max(1, int(seconds)))]
             + ["--rate", "200", "--format", "raw", "--output", str(output), "--nonblocking"],
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         return process, output
 
     def finish_profile(self, profile) -> dict:
         process, output = profile
-        process.wait(timeout=60)
-        return summarise_profile(output)
+        try:
+            _, errors = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            _, errors = process.communicate()
+        summary = summarise_profile(output)
+        if "error" in summary and errors:
+            summary["error"] += ": " + errors.strip().splitlines()[-1]
+        return summary
 
     # -- running --------------------------------------------------------------
 
@@ -715,7 +830,7 @@ class Bench:
         2: ("room of 100 members", "scenario_room"),
         3: ("room of 1000 members", "scenario_big_room"),
         4: ("ack round trips", "scenario_acks"),
-        5: ("persisted messages, 10-member rooms", "scenario_persist"),
+        5: ("persisted messages from many senders, 10-member rooms, with read markers", "scenario_persist"),
         6: ("two workers over Redis + PostgreSQL", "scenario_queue"),
     }
 
@@ -732,6 +847,7 @@ class Bench:
             self.results["scenarios"][str(number)] = result
             self.save()
         self.results["meta"]["loadavg_after"] = os.getloadavg()
+        self.results["targets"] = evaluate_targets(self.results)
         self.save()
         return self.results
 
@@ -745,18 +861,32 @@ def delta(a, b):
     return None if a is None or b is None else round(a - b, 2)
 
 
-def check_stored(database_url: str, acked_messages: list) -> dict:
+def check_stored(database_url: str, acked_messages: list, table_name: str = "messages") -> dict:
     """Every acked message is in the database, under the id its ack gave."""
     engine = sa.create_engine(database_url)
     try:
         with engine.connect() as connection:
             stored = dict(
-                connection.execute(sa.text("SELECT client_id, id FROM messages WHERE client_id IS NOT NULL")).all()
+                connection.execute(
+                    sa.text(f"SELECT client_id, id FROM {table_name} WHERE client_id IS NOT NULL")  # noqa: S608
+                ).all()
             )
     finally:
         engine.dispose()
     lost = [client_id for message_id, client_id in acked_messages if stored.get(client_id) != message_id]
     return {"acked": len(acked_messages), "stored": len(stored), "lost": len(lost), "lost_examples": lost[:5]}
+
+
+def postgres_unavailable() -> str | None:
+    """Why PostgreSQL cannot be used for the runs that need it, or None."""
+    try:
+        import psycopg
+
+        with psycopg.connect(POSTGRES_ADMIN_URL.replace("+psycopg", ""), connect_timeout=3):
+            pass
+    except Exception as error:  # noqa: BLE001 - any failure means those runs cannot happen
+        return f"PostgreSQL unreachable: {error}"
+    return None
 
 
 def queue_unavailable() -> str | None:
@@ -827,6 +957,231 @@ def summarise_profile(path: Path, top: int = 15) -> dict:
     return {"samples": total, "file": str(path), "own_pct": share(own), "inclusive_pct": share(inclusive)}
 
 
+# -- the targets of the speed issue -----------------------------------------------
+
+Measured = tuple[str, bool | None]  # the figure as printed, and met (True), missed (False) or not measured (None)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One target: what it asks, the scenario that measures it, and how to read it off a result.
+
+    ``measure(scenario_result, server_kind)`` reads the figure of one server; the target is judged
+    on ``switchboard`` and the same figure is shown for each of ``references``."""
+
+    scenario: str
+    text: str
+    measure: Callable[[dict, str], Measured]
+    switchboard: str = "switchboard"
+    references: tuple[str, ...] = ("reference", "reference_pg")
+
+
+def side_of(result: dict, kind: str) -> tuple[dict | None, str]:
+    """The part of a scenario result for one server, or None and why it is missing."""
+    side = result.get(kind)
+    if side is None:
+        return None, "not run"
+    if "failed" in side:
+        return None, "failed: " + side["failed"]
+    if "not_run" in side:
+        return None, "not run: " + side["not_run"]
+    return side, ""
+
+
+def step_kept_up(step: dict) -> bool:
+    return step["kept_up"] if "kept_up" in step else kept_up(step)
+
+
+def backlog_figure(step: dict) -> str:
+    return (
+        f"backlog at {fmt(step['rate'])} msg/s: {step['deliveries_per_s']:,.0f} deliveries/s, "
+        f"p99 {fmt(step['latency_ms']['p99'])} ms, tail {fmt(step.get('tail_ms'), 0)} ms, {traffic_check(step)}"
+    )
+
+
+def p99_at(rate: float, limit_ms: float) -> Callable[[dict, str], Measured]:
+    def measure(result: dict, kind: str) -> Measured:
+        side, why = side_of(result, kind)
+        if side is None:
+            return why, None
+        step = next((st for st in side["steps"] if st["rate"] == rate), None)
+        if step is None:
+            behind = [st for st in side["steps"] if st["rate"] < rate and not step_kept_up(st)]
+            if behind:
+                return backlog_figure(behind[0]) + f"; {fmt(rate)} msg/s not reached", False
+            return f"{fmt(rate)} msg/s not in this run", None
+        p99 = step["latency_ms"]["p99"]
+        if not step["correct"]:
+            return f"p99 {fmt(p99)} ms, delivery check {traffic_check(step)}", False
+        return f"p99 {fmt(p99)} ms", p99 is not None and p99 <= limit_ms
+
+    return measure
+
+
+def no_backlog_up_to(rate: float) -> Callable[[dict, str], Measured]:
+    def measure(result: dict, kind: str) -> Measured:
+        side, why = side_of(result, kind)
+        if side is None:
+            return why, None
+        steps = [st for st in side["steps"] if st["rate"] <= rate]
+        behind = [st for st in steps if not step_kept_up(st)]
+        if behind:
+            return backlog_figure(behind[0]), False
+        top = next((st for st in steps if st["rate"] == rate), None)
+        if top is None:
+            reached = max((st["rate"] for st in steps), default=None)
+            return f"kept up to {fmt(reached)} msg/s; {fmt(rate)} msg/s not in this run", None
+        return (
+            f"no backlog up to {fmt(rate)} msg/s: {top['deliveries_per_s']:,.0f} deliveries/s, "
+            f"p99 {fmt(top['latency_ms']['p99'])} ms",
+            True,
+        )
+
+    return measure
+
+
+def persisted(rate: float) -> Callable[[dict, str], Measured]:
+    def measure(result: dict, kind: str) -> Measured:
+        side, why = side_of(result, kind)
+        if side is None:
+            return why, None
+        steps = side["steps"]
+        good = [
+            st
+            for st in steps
+            if st["correct"] and st["latency_ms"]["p99"] is not None and st["latency_ms"]["p99"] <= P99_KNEE_MS
+        ]
+        best = max(good, key=lambda st: st["rate"], default=None)
+        check = side.get("database_check")
+        lost = check["lost"] if check else 0
+        loss = f", {lost} of {check['acked']} acked lost" if check else ""
+        reads = best.get("reads") if best else None
+        read_rate = f", {reads['per_s_while_sending']:,.0f} reads/s" if reads else ""
+        if best is None:
+            first = steps[0] if steps else None
+            figure = (
+                f"none: at {fmt(first['rate'])} msg/s p99 {fmt(first['latency_ms']['p99'])} ms, {traffic_check(first)}"
+                if first
+                else "no step ran"
+            )
+            return figure + loss, False
+        figure = f"{fmt(best['rate'])} msg/s with p99 {fmt(best['latency_ms']['p99'])} ms{read_rate}{loss}"
+        if lost:
+            return figure, False
+        if best["rate"] >= rate:
+            return figure, True
+        if len(good) == len(steps):
+            return figure + f" ({fmt(rate)} msg/s not tried)", None
+        return figure, False
+
+    return measure
+
+
+def idle_sockets(sockets: int, field_name: str, limit: float, at_most: bool) -> Callable[[dict, str], Measured]:
+    def measure(result: dict, kind: str) -> Measured:
+        side, why = side_of(result, kind)
+        if side is None:
+            return why, None
+        unit = "KB per socket" if field_name == "kb_per_socket" else "connects/s"
+        level = next((lv for lv in side["levels"] if lv["sockets"] == sockets), None)
+        if level is None:
+            last = side["levels"][-1] if side["levels"] else None
+            seen = f" (at {last['sockets']:,} sockets: {fmt(last[field_name])} {unit})" if last else ""
+            return f"{sockets:,} sockets not in this run{seen}", None
+        value = level[field_name]
+        figure = f"{fmt(value)} {unit} at {sockets:,} sockets"
+        if level["still_connected"] != sockets or level["failed"]:
+            return figure + f", only {level['still_connected']:,} still connected", False
+        return figure, value <= limit if at_most else value >= limit
+
+    return measure
+
+
+def redis_added_p50(rate: float, limit_ms: float) -> Callable[[dict, str], Measured]:
+    def measure(result: dict, kind: str) -> Measured:
+        if "not_run" in result:
+            return "not run: " + result["not_run"], None
+        if "not_run" in result.get("pair", {}):
+            return "two workers not run: " + result["pair"]["not_run"], None
+        added = next((row for row in result.get("added_latency_ms", []) if row["rate"] == rate), None)
+        if added is None:
+            return f"{fmt(rate)} msg/s not in this run", None
+        one = next(st for st in result["single"]["steps"] if st["rate"] == rate)
+        two = next(st for st in result["pair"]["steps"] if st["rate"] == rate)
+        figure = (
+            f"{added['p50']:+.1f} ms p50 (1 worker {fmt(one['latency_ms']['p50'])}, "
+            f"2 workers {fmt(two['latency_ms']['p50'])})"
+        )
+        if not (one["correct"] and two["correct"]):
+            return figure + f", delivery check {traffic_check(one)} / {traffic_check(two)}", False
+        return figure, added["p50"] is not None and added["p50"] <= limit_ms
+
+    return measure
+
+
+def acks_per_second(limit: float) -> Callable[[dict, str], Measured]:
+    def measure(result: dict, kind: str) -> Measured:
+        side, why = side_of(result, kind)
+        if side is None:
+            return why, None
+        clean = [run for run in side["runs"] if not run["errors"] and not run["timed_out"]]
+        if not clean:
+            return "every run had errors", False
+        best = max(clean, key=lambda run: run["per_s"])
+        return f"{best['per_s']:,.0f}/s ({best['inflight']} in flight)", best["per_s"] >= limit
+
+    return measure
+
+
+# The targets of the speed issue (one gevent worker pinned to one core, every message persisted,
+# the same run as the references), in the issue's order.
+TARGETS: tuple[Target, ...] = (
+    Target("2", "100-member room: p99 <= 15 ms at 200 msg/s", p99_at(200, 15.0)),
+    Target("2", "100-member room: no backlog up to 500 msg/s (50,000 deliveries/s)", no_backlog_up_to(500)),
+    Target("3", "1000-member room: p99 <= 30 ms at 10 msg/s", p99_at(10, 30.0)),
+    Target("3", "1000-member room: no backlog at 50 msg/s", no_backlog_up_to(50)),
+    Target(
+        "5",
+        "SQLite: >= 2,000 acked msg/s, p99 <= 100 ms, zero loss (10-member rooms, read markers)",
+        persisted(2000),
+    ),
+    Target(
+        "5",
+        "PostgreSQL: >= 2,000 acked msg/s, p99 <= 100 ms, zero loss (10-member rooms, read markers)",
+        persisted(2000),
+        switchboard="switchboard_pg",
+    ),
+    Target("1", "10,000 idle sockets at <= 30 KB each", idle_sockets(10000, "kb_per_socket", 30.0, at_most=True)),
+    Target(
+        "1",
+        ">= 1,000 connects/s (the step to 10,000 sockets)",
+        idle_sockets(10000, "connect_per_s", 1000.0, at_most=False),
+    ),
+    Target("6", "Redis between two workers adds <= 1 ms p50 at 100 msg/s", redis_added_p50(100, 1.0), references=()),
+    Target("4", ">= 5,000 acked round trips/s from one client", acks_per_second(5000.0)),
+)
+
+
+def evaluate_targets(results: dict) -> list[dict]:
+    """Every target with Switchboard's figure, its status, and the references' figures."""
+    rows = []
+    for target in TARGETS:
+        result = results["scenarios"].get(target.scenario)
+        row: dict = {"scenario": target.scenario, "target": target.text, "references": {}}
+        if result is None:
+            row.update(figure=f"scenario {target.scenario} not in this run", status="not run")
+        elif "failed" in result or ("not_run" in result and target.scenario != "6"):
+            row.update(figure=result.get("failed") or result.get("not_run"), status="not run")
+        else:
+            figure, met = target.measure(result, target.switchboard)
+            status = "met" if met else "missed" if met is False else "not measured"
+            row.update(figure=figure, status=status)
+            for kind in target.references:
+                row["references"][kind] = target.measure(result, kind)[0]
+        rows.append(row)
+    return rows
+
+
 # -- the printed report ---------------------------------------------------------
 
 
@@ -844,17 +1199,22 @@ def ratio(ours, theirs, higher_is_better: bool) -> str:
     return f"{(theirs / ours if higher_is_better else ours / theirs):.1f}x"
 
 
-def table(headers: list[str], rows: list[list]) -> str:
+def table(headers: list[str], rows: list[list], left: int = 0) -> str:
+    """Columns right-aligned, the first ``left`` of them left-aligned."""
     cells = [[fmt(cell) for cell in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.rjust(w) for h, w in zip(headers, widths, strict=True))]
-    lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
-    return "\n".join(lines)
+
+    def line(values: list[str]) -> str:
+        return "  ".join(
+            (v.ljust(w) if i < left else v.rjust(w)) for i, (v, w) in enumerate(zip(values, widths, strict=True))
+        ).rstrip()
+
+    return "\n".join([line(headers)] + [line(row) for row in cells])
 
 
 def traffic_check(step: dict) -> str:
     if step["correct"]:
-        return "ok"
+        return "ok" if step_kept_up(step) else "backlog"
     problems = []
     for key in ("missing", "duplicates", "unexpected", "unanswered"):
         if step[key]:
@@ -862,6 +1222,9 @@ def traffic_check(step: dict) -> str:
     errors = sum(step["errors"].values())
     if errors:
         problems.append(f"errors={errors}")
+    reads = step.get("reads")
+    if reads and (reads["ok"] != reads["sent"] or reads["unanswered"]):
+        problems.append(f"reads failed={reads['sent'] - reads['ok']}")
     return ",".join(problems) or "FAIL"
 
 
@@ -869,13 +1232,8 @@ def generator_flag(step: dict) -> str:
     return f"{fmt(100 * step['generator_cpu'], 0)}%" + (" SAT" if step["generator_saturated"] else "")
 
 
-def traffic_cells(step: dict | None, detailed: bool) -> list:
-    if step is None:
-        return ["not run"] + ["-"] * (7 if detailed else 6)
-    cells = [step["deliveries_per_s"], step["latency_ms"]["p50"]]
-    cells += [step["latency_ms"]["p95"]] if detailed else []
-    cells += [step["latency_ms"]["p99"], traffic_check(step), f"{fmt(100 * sum(step['server_cpu']), 0)}%"]
-    return cells + [others_on_server_core(step), generator_flag(step)]
+def cpu_share(step: dict) -> str:
+    return f"{fmt(100 * sum(step['server_cpu']), 0)}%"
 
 
 def others_on_server_core(step: dict) -> str:
@@ -886,120 +1244,207 @@ def others_on_server_core(step: dict) -> str:
     return f"{fmt(100 * max(0.0, busy - sum(step['server_cpu'])), 0)}%"
 
 
-def traffic_rows(sb_steps: list, ref_steps: list) -> list[list]:
-    """One row per rate; a side that stopped early (a backlog at a lower rate) shows "not run"."""
+def sb_cells(step: dict | None, reads: bool) -> list:
+    width = 10 + (2 if reads else 0)
+    if step is None:
+        return ["not run"] + ["-"] * (width - 1)
+    latency = step["latency_ms"]
+    cells = [step["deliveries_per_s"], latency["p50"], latency["p95"], latency["p99"], step["ack_ms"]["p99"]]
+    if reads:
+        read = step.get("reads") or {}
+        cells += [read.get("per_s_while_sending"), (read.get("ack_ms") or {}).get("p99")]
+    return cells + [
+        step.get("tail_ms"),
+        traffic_check(step),
+        cpu_share(step),
+        others_on_server_core(step),
+        generator_flag(step),
+    ]
+
+
+def ref_cells(step: dict | None) -> list:
+    if step is None:
+        return ["not run", "-", "-", "-", "-"]
+    return [
+        step["latency_ms"]["p50"],
+        step["latency_ms"]["p99"],
+        traffic_check(step),
+        cpu_share(step),
+        generator_flag(step),
+    ]
+
+
+def traffic_table(result: dict, switchboard: str = "switchboard", reads: bool = False) -> str:
+    """One row per rate: Switchboard in detail, then each reference; a side that stopped early
+    (a backlog at a lower rate) or did not run shows "not run"."""
+    kinds = [switchboard, "reference", "reference_pg"]
     by_rate: dict = {}
-    for side, steps in ((0, sb_steps), (1, ref_steps)):
-        for step in steps:
-            by_rate.setdefault(step["rate"], [None, None])[side] = step
+    for n, kind in enumerate(kinds):
+        side, _ = side_of(result, kind)
+        for step in side["steps"] if side else []:
+            by_rate.setdefault(step["rate"], [None] * len(kinds))[n] = step
     rows = []
-    for rate, (sb, ref) in sorted(by_rate.items()):
-        p99 = ratio(sb["latency_ms"]["p99"], ref["latency_ms"]["p99"], higher_is_better=False) if sb and ref else "-"
-        rows.append([rate] + traffic_cells(sb, True) + traffic_cells(ref, False) + [p99])
-    return rows
+    for rate, (sb, ref, ref_pg) in sorted(by_rate.items()):
+        rows.append([rate] + sb_cells(sb, reads) + ref_cells(ref) + ref_cells(ref_pg))
+    headers = ["msg/s", "SB deliv/s", "p50", "p95", "p99", "ack p99"]
+    headers += ["reads/s", "read p99"] if reads else []
+    headers += ["tail", "check", "cpu", "other", "gen"]
+    headers += ["ref p50", "p99", "check", "cpu", "gen", "ref pg p50", "p99", "check", "cpu", "gen"]
+    lines = [table(headers, rows)]
+    for kind in kinds:
+        side, why = side_of(result, kind)
+        if side is None:
+            lines.append(f"  {SERVER_NAMES[kind]}: {why}")
+    return "\n".join(lines)
 
 
-TRAFFIC_HEADERS = [
-    "msg/s",
-    "SB deliv/s",
-    "p50",
-    "p95",
-    "p99",
-    "check",
-    "cpu",
-    "other",
-    "gen",
-    "ref deliv/s",
-    "p50",
-    "p99",
-    "check",
-    "cpu",
-    "other",
-    "gen",
-    "p99 SB/ref",
-]
+SERVER_NAMES = {
+    "switchboard": "SB",
+    "switchboard_pg": "SB on PostgreSQL",
+    "reference": "ref (Node, in memory)",
+    "reference_pg": "ref pg (Node + pg, INSERT committed before the ack)",
+}
+
+
+def profile_lines(label: str, profile: dict | None, top: int = 10) -> list[str]:
+    if not profile:
+        return []
+    if "own_pct" not in profile:
+        return [f"  py-spy, {label}: {profile.get('error', 'no profile')}"]
+    lines = [f"  py-spy, {label} ({profile['samples']} samples, {profile['file']}):"]
+    lines.append("    own time:")
+    lines += [f"      {pct:5.1f}%  {frame}" for frame, pct in profile["own_pct"][:top]]
+    lines.append("    inclusive:")
+    lines += [f"      {pct:5.1f}%  {frame}" for frame, pct in profile["inclusive_pct"][:top]]
+    return lines
+
+
+def targets_report(rows: list[dict]) -> str:
+    """Each target on one line (status, scenario, target, Switchboard's figure), the references'
+    figures for the same target on the next."""
+    width = max(len(row["status"]) for row in rows)
+    lines = []
+    for row in rows:
+        lines.append(f"  {row['status'].upper().ljust(width)}  ({row['scenario']}) {row['target']}: {row['figure']}")
+        references = "; ".join(
+            f"{SERVER_NAMES[kind].split(' (')[0]}: {figure}" for kind, figure in row["references"].items()
+        )
+        if references:
+            lines.append(f"  {' ' * width}      {references}")
+    counts = Counter(row["status"] for row in rows)
+    summary = ", ".join(f"{counts[s]} {s}" for s in ("met", "missed", "not measured", "not run") if counts[s])
+    return "\n".join(lines + [f"  {summary}"])
 
 
 def report(results: dict) -> str:
+    meta = results["meta"]
     out = [
-        f"Switchboard (SB) vs Node socket.io reference (ref); scale {results['meta']['scale']}; "
-        f"servers on core {SERVER_CPU}, generator on core {GENERATOR_CPU}; latencies in ms; "
+        f"Switchboard (SB) vs Node socket.io references: ref (in memory) and ref pg (persisting to PostgreSQL); "
+        f"scale {meta['scale']}; commit {meta.get('commit', '?')}; "
+        f"servers on core {meta.get('server_cpu', SERVER_CPU)}, generator on core {meta.get('generator_cpu', GENERATOR_CPU)}; "
+        f"latencies in ms; tail = ms from the last send to the last delivery or ack; "
+        f"check: ok, backlog (tail or p99 over {BACKLOG_TAIL_MS:.0f} ms) or what went wrong; "
         f"cpu = server share of one core; other = share of the server's core used by other processes; "
         f"gen = generator share (SAT: saturated, figure unreliable); "
-        f"load average before {tuple(round(x, 2) for x in results['meta']['loadavg_before'])}"
+        f"load average before {tuple(round(x, 2) for x in meta['loadavg_before'])}"
     ]
+    if meta.get("postgres_missing"):
+        out.append(f"PostgreSQL runs skipped: {meta['postgres_missing']}")
     for number, result in results["scenarios"].items():
         title = Bench.SCENARIOS[int(number)][0]
-        if number in ("2", "3") and "switchboard" in result:
+        if number in ("2", "3") and "switchboard" in result and "members" in result["switchboard"]:
             title = f"room of {result['switchboard']['members']} members"
         out.append(f"\n({number}) {title}  [{result.get('seconds', '?')} s]")
-        if "failed" in result or "not_run" in result:
+        if "failed" in result or ("not_run" in result and number != "5"):
             out.append("  FAILED: " + result["failed"] if "failed" in result else "  not run: " + result["not_run"])
             continue
         if number == "1":
+            kinds = ["switchboard", "reference", "reference_pg"]
+            levels = {kind: (side_of(result, kind)[0] or {"levels": []})["levels"] for kind in kinds}
             rows = []
-            for sb, ref in zip(result["switchboard"]["levels"], result["reference"]["levels"], strict=False):
-                rows.append(
-                    [
-                        sb["sockets"],
-                        sb["users"],
-                        sb["connect_per_s"],
-                        sb["kb_per_socket"],
-                        sb["rss_kb"] // 1024,
-                        sb["still_connected"],
-                        generator_flag(sb),
-                        ref["connect_per_s"],
-                        ref["kb_per_socket"],
-                        ref["rss_kb"] // 1024,
-                        ref["still_connected"],
-                        generator_flag(ref),
-                        ratio(sb["kb_per_socket"], ref["kb_per_socket"], higher_is_better=False),
-                    ]
-                )
+            for n, sb in enumerate(levels["switchboard"]):
+                row = [sb["sockets"], sb["users"], sb["connect_per_s"], sb["kb_per_socket"], sb["rss_kb"] // 1024]
+                row += [sb["still_connected"], generator_flag(sb)]
+                for kind in kinds[1:]:
+                    ref = levels[kind][n] if n < len(levels[kind]) else None
+                    row += [ref["connect_per_s"], ref["kb_per_socket"], ref["still_connected"]] if ref else ["-"] * 3
+                rows.append(row)
             out.append(
                 table(
                     ["sockets", "users", "SB conn/s", "KB/sock", "RSS MB", "up", "gen"]
-                    + ["ref conn/s", "KB/sock", "RSS MB", "up", "gen", "KB SB/ref"],
+                    + ["ref conn/s", "KB/sock", "up", "ref pg conn/s", "KB/sock", "up"],
                     rows,
                 )
             )
         elif number in ("2", "3"):
-            out.append(
-                table(TRAFFIC_HEADERS, traffic_rows(result["switchboard"]["steps"], result["reference"]["steps"]))
-            )
-            profile = result["switchboard"]["steps"][-1].get("profile")
-            if profile and "own_pct" in profile:
-                out.append(f"  py-spy, SB worker at the top rate ({profile['samples']} samples), own time:")
-                out += [f"    {pct:5.1f}%  {frame}" for frame, pct in profile["own_pct"][:10]]
+            out.append(traffic_table(result))
+            sb, _ = side_of(result, "switchboard")
+            if sb and sb["steps"]:
+                out += profile_lines(f"SB at {fmt(sb['steps'][-1]['rate'])} msg/s", sb["steps"][-1].get("profile"))
         elif number == "4":
-            rows = [
-                [
+            kinds = ["switchboard", "reference", "reference_pg"]
+            runs = {kind: (side_of(result, kind)[0] or {"runs": []})["runs"] for kind in kinds}
+            rows = []
+            for n, sb in enumerate(runs["switchboard"]):
+                row = [
                     sb["inflight"],
                     sb["per_s"],
                     sb["latency_ms"]["p50"],
                     sb["latency_ms"]["p99"],
                     sum(sb["errors"].values()),
                 ]
-                + [ref["per_s"], ref["latency_ms"]["p50"], ref["latency_ms"]["p99"], sum(ref["errors"].values())]
-                + [ratio(sb["per_s"], ref["per_s"], higher_is_better=True)]
-                for sb, ref in zip(result["switchboard"]["runs"], result["reference"]["runs"], strict=False)
-            ]
+                for kind in kinds[1:]:
+                    ref = runs[kind][n] if n < len(runs[kind]) else None
+                    row += [ref["per_s"], ref["latency_ms"]["p99"], sum(ref["errors"].values())] if ref else ["-"] * 3
+                rows.append(row)
             out.append(
                 table(
-                    ["in flight", "SB acks/s", "p50", "p99", "err", "ref acks/s", "p50", "p99", "err", "ref/SB"], rows
+                    [
+                        "in flight",
+                        "SB acks/s",
+                        "p50",
+                        "p99",
+                        "err",
+                        "ref acks/s",
+                        "p99",
+                        "err",
+                        "ref pg acks/s",
+                        "p99",
+                        "err",
+                    ],
+                    rows,
                 )
             )
         elif number == "5":
             out.append(
-                table(TRAFFIC_HEADERS, traffic_rows(result["switchboard"]["steps"], result["reference"]["steps"]))
+                f"  {result.get('rooms', '?')} rooms of {result.get('members', 10)} members, each message to a random room, "
+                f"every client sending `read` {result.get('read_delay_ms', READ_DELAY_MS)} ms after the last message it saw "
+                f"(reads/s: sent while messages were being sent; read p99: its ack)"
             )
-            sb, ref = result["switchboard"], result["reference"]
-            out.append(
-                f"  highest rate with p99 <= {P99_KNEE_MS:.0f} ms: SB {fmt(sb['highest_rate_p99_under_100ms'])}, "
-                f"ref {fmt(ref['highest_rate_p99_under_100ms'])} msg/s"
-            )
-            check = sb["database_check"]
-            out.append(f"  database: {check['acked']} acked, {check['stored']} stored, {check['lost']} lost")
+            for kind, name in (("switchboard", "SQLite"), ("switchboard_pg", "PostgreSQL")):
+                out.append(f"  Switchboard on {name}:")
+                out.append(traffic_table(result, switchboard=kind, reads=True))
+            knees = []
+            for kind in ("switchboard", "switchboard_pg", "reference", "reference_pg"):
+                side, why = side_of(result, kind)
+                knees.append(
+                    f"{SERVER_NAMES[kind].split(' (')[0]} {fmt(side['highest_rate_p99_under_100ms']) if side else '-'}"
+                )
+            out.append(f"  highest rate with p99 <= {P99_KNEE_MS:.0f} ms (msg/s): " + ", ".join(knees))
+            for kind in ("switchboard", "switchboard_pg", "reference_pg"):
+                side, _ = side_of(result, kind)
+                check = side.get("database_check") if side else None
+                if check:
+                    out.append(
+                        f"  database, {SERVER_NAMES[kind].split(' (')[0]}: {check['acked']} acked, "
+                        f"{check['stored']} stored, {check['lost']} lost"
+                    )
+            for kind in ("switchboard", "switchboard_pg"):
+                side, _ = side_of(result, kind)
+                for step in side["steps"] if side else []:
+                    out += profile_lines(
+                        f"{SERVER_NAMES[kind]} at {fmt(step['rate'])} msg/s", step.get("profile"), top=8
+                    )
         elif number == "6":
             single, pair = result["single"], result["pair"]
             if "not_run" in pair:
@@ -1029,6 +1474,8 @@ def report(results: dict) -> str:
                     rows,
                 )
             )
+    out.append("\nTargets (one gevent worker on one core, every message persisted):")
+    out.append(targets_report(evaluate_targets(results)))
     return "\n".join(out)
 
 
@@ -1047,7 +1494,7 @@ def main() -> int:
         return 2
     RESULTS.mkdir(parents=True, exist_ok=True)
     bench = Bench(scale, scenarios, profile=os.environ.get("BENCH_PROFILE") == "1")
-    for key, variable in (("room_rates", "BENCH_ROOM_RATES"), ("big_room_rates", "BENCH_BIG_ROOM_RATES")):
+    for key, variable in RATE_OVERRIDES.items():
         if os.environ.get(variable):
             bench.scale = {
                 **bench.scale,
