@@ -15,6 +15,7 @@ import {
   highestRev,
   mentionAtCaret,
   mergeInto,
+  previewText,
   rateLimitDelayMs,
   revOf,
   tabTitle,
@@ -102,6 +103,8 @@ class Conversation {
     this.room = null; // ROOM as the server last described it
     this.missing = false; // a room that does not exist (yet)
     this.firstUnreadId = null;
+    this.last = null; // the newest MESSAGE of a DM conversation, for its preview in the sidebar
+    this.previewNode = null; // that preview's element in the sidebar, while it is shown
   }
 
   get key() {
@@ -244,9 +247,10 @@ function sidebarItem(conversation) {
   const current = conversation === state.current;
   const unread = current ? 0 : conversation.unread;
   const mentions = current ? 0 : conversation.mentions;
+  const previewId = conversation.kind === "dm" ? `dm-preview-${conversation.name.toLowerCase()}` : null;
   const link = el(
     "a",
-    { href: conversation.hash, "aria-current": current ? "page" : null },
+    { href: conversation.hash, "aria-current": current ? "page" : null, "aria-describedby": previewId },
     conversation.room?.private ? el("span", { className: "lock", "aria-hidden": "true", title: "Private" }) : null,
     el("span", { className: "conversation-name" }, conversation.title),
     conversation.room?.private ? el("span", { className: "visually-hidden" }, " (private)") : null,
@@ -263,6 +267,13 @@ function sidebarItem(conversation) {
       el("span", { className: "visually-hidden" }, " unread"),
     );
   }
+  if (previewId) {
+    // The name stays the link's whole accessible name (a preview may quote anyone's name or a
+    // #room); the preview is its description.
+    conversation.previewNode = el("span", { className: "preview", id: previewId, "aria-hidden": "true" });
+    renderPreview(conversation);
+    link.append(conversation.previewNode);
+  }
   return el(
     "li",
     {
@@ -275,6 +286,24 @@ function sidebarItem(conversation) {
     },
     link,
   );
+}
+
+/** Keep `message` as the conversation's last one if it is the newest (or a newer copy of it). */
+function noteLast(conversation, message, { force = false } = {}) {
+  if (conversation.kind !== "dm" || !message) return;
+  const last = conversation.last;
+  // As in mergeInto: for the same message only a later change (a higher rev) replaces it.
+  if (last && !force && (message.id < last.id || (message.id === last.id && revOf(message) <= revOf(last)))) return;
+  conversation.last = message;
+  renderPreview(conversation);
+}
+
+function renderPreview(conversation) {
+  const node = conversation.previewNode;
+  if (!node) return;
+  const text = previewText(conversation.last, me.id);
+  if (node.textContent !== text) node.textContent = text;
+  node.hidden = text === "";
 }
 
 function unreadTotal() {
@@ -675,6 +704,7 @@ function receive(message, source) {
   const conversation = conversationOf(message);
   const mine = message.sender.id === me.id;
   const isCurrent = conversation === state.current;
+  noteLast(conversation, message);
   knowUser(message.sender);
   knowUser(message.recipient);
   if (mine && message.client_id) settle(message.client_id, conversation);
@@ -721,6 +751,7 @@ function applyUpdate(message) {
   if (!message || !Number.isInteger(message.id)) return;
   if (revOf(message) > 0 && state.revCursor === null) state.revCursor = revOf(message) - 1;
   const conversation = conversationOf(message);
+  if (conversation.last?.id === message.id) noteLast(conversation, message);
   if (!conversation.messages.has(message.id)) return;
   const change = mergeInto(conversation.messages, message);
   if (change === "updated" && conversation === state.current) {
@@ -1283,7 +1314,10 @@ socket.on("session", async (session) => {
     const conversation = getConversation("dm", entry.user.username);
     knowUser(entry.user);
     conversation.listed = true;
-    if (entry.last?.id) conversation.lastActivity = Math.max(conversation.lastActivity, entry.last.id);
+    if (entry.last?.id) {
+      conversation.lastActivity = Math.max(conversation.lastActivity, entry.last.id);
+      noteLast(conversation, entry.last);
+    }
     conversation.unread = conversation === state.current ? 0 : Number(entry.unread) || 0;
     if (conversation === state.current && !conversation.loaded) conversation.unreadAtOpen = Number(entry.unread) || 0;
   }
@@ -1427,7 +1461,10 @@ socket.on("message_deleted", ({ id, room }) => {
   // A deleted direct message comes with room null: look for it among the DM conversations.
   const conversation = room
     ? state.conversations.get(conversationKey("room", room))
-    : [...state.conversations.values()].find((c) => c.kind === "dm" && c.messages.has(id));
+    : [...state.conversations.values()].find((c) => c.kind === "dm" && (c.messages.has(id) || c.last?.id === id));
+  if (conversation?.last?.id === id && !conversation.last.deleted) {
+    noteLast(conversation, asDeleted(conversation.last), { force: true });
+  }
   const message = conversation?.messages.get(id);
   if (!message || message.deleted) return;
   // `message_updated` (or sync) brings the server's own copy with its rev; this keeps the place.

@@ -222,3 +222,47 @@ def test_the_room_directory_finds_and_joins_existing_rooms(shared_server, make_c
     expect(message(page, "already here")).to_be_visible()
     expect(composer(page)).to_be_focused()
     assert room[:-2] not in api_rooms(shared_server.url, owner.token)
+
+
+def test_the_dm_list_previews_each_conversations_last_message_as_plain_text(mode_context, mode, bots, artifacts_dir):
+    page, ann = chat_user(mode_context(), "ann")
+    bob = bots()
+    entry = page.locator(f'#dm-list li[data-user="{bob.username}"]')
+    link = entry.get_by_role("link")
+    preview = entry.locator(".preview")
+
+    bob.dm(ann, "first")
+    long_body = "<b>not bold</b> **nor this**\n\nsee #general and @" + ann + " " + "then more words " * 10
+    bob.dm(ann, long_body, client_id=new_username("c"))
+    expect(preview).to_have_text(re.compile(r"^<b>not bold</b> \*\*nor this\*\* see #general .*…$"))
+    assert len(preview.text_content()) <= 60
+    expect(page.locator("#dm-list b, #dm-list strong")).to_have_count(0)
+    # The preview describes the link; its name is still the person's, and no other link takes
+    # the name of a room or person the preview quotes.
+    show_sidebar(page)
+    expect(link).to_have_accessible_name(re.compile(rf"^@{re.escape(bob.username)}\b"))
+    expect(link).not_to_have_accessible_name(re.compile("general|not bold"))
+    expect(link).to_have_accessible_description(preview.text_content())
+    expect(conversation_link(page, r"#general")).to_have_count(1)
+    expect(conversation_link(page, re.escape(ann))).to_have_count(0)
+
+    link.click()
+    expect(message(page, "first")).to_be_visible()
+    send(page, "on my way")
+    expect(preview).to_have_text("You: on my way")
+    last = bob.dm(ann, "one more thing")
+    expect(preview).to_have_text("one more thing")
+    bob.call("delete", {"id": last["id"]})
+    expect(preview).to_have_text("message deleted")
+
+    # Live while another conversation is open, and from the session after a reload.
+    show_sidebar(page)
+    conversation_link(page, r"#general").click()
+    bob.dm(ann, "ping   with\nspaces", client_id=new_username("c"))
+    expect(preview).to_have_text("ping with spaces")
+    expect(entry.locator(".unread")).to_have_text("1")
+    page.reload()
+    wait_connected(page)
+    expect(preview).to_have_text("ping with spaces")
+    show_sidebar(page)
+    page.screenshot(path=str(artifacts_dir / f"dm-list-{mode}.png"))
