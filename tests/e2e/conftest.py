@@ -31,6 +31,37 @@ def browser_type_launch_args(browser_type_launch_args):
     }
 
 
+# How a test looks at the pages: a desktop window in the light theme, and a phone (390x844, touch)
+# whose system asks for dark. Each item of the chat's behaviour runs in both; the axe-core checks
+# and the screenshots of the main screens also cover the two other combinations.
+PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
+MODES = {
+    "desktop": {"color_scheme": "light"},
+    "phone-dark": {**PHONE, "color_scheme": "dark"},
+}
+ALL_MODES = {
+    **MODES,
+    "desktop-dark": {"color_scheme": "dark"},
+    "phone": {**PHONE, "color_scheme": "light"},
+}
+
+
+@pytest.fixture(params=list(MODES))
+def mode(request) -> str:
+    """The name of the viewport and colour scheme a test runs in (one of MODES)."""
+    return request.param
+
+
+@pytest.fixture
+def mode_context(make_context, shared_server, mode):
+    """Open a browser context on the shared server in this test's mode (extra options win)."""
+
+    def open_context(**kwargs):
+        return make_context(shared_server.url, **{**MODES[mode], **kwargs})
+
+    return open_context
+
+
 @pytest.fixture(scope="session")
 def artifacts_dir() -> Path:
     """Screenshots land here (ignored by git) so a person can look at what users see."""
@@ -58,15 +89,24 @@ def make_context(browser):
         context.close()
 
 
-@pytest.fixture(scope="module")
-def shared_server(tmp_path_factory):
-    """One real server (gunicorn + gevent-websocket, fresh SQLite file) for a whole test module.
+# The rate limit's window on the shared server: waiting out a `rate_limited` answer takes a few
+# seconds instead of ten (the count stays the contract's 20).
+RATE_LIMIT_WINDOW_SECONDS = 3
 
-    Starting a server costs seconds on a busy machine, so scenarios that only need fresh
-    accounts and rooms of their own share one; tests that stop the server use ``live_server``.
+
+@pytest.fixture(scope="session")
+def shared_server(tmp_path_factory):
+    """One real server (gunicorn + gevent-websocket, fresh SQLite file) for the whole e2e session.
+
+    Migrating and starting a server costs seconds on a busy machine, so scenarios that only need
+    fresh accounts and rooms of their own share one; tests that stop the server use ``live_server``.
     """
     folder = tmp_path_factory.mktemp("shared_server")
-    server = LiveServer(f"sqlite:///{folder / 'chat.db'}", folder / "server.log").start()
+    server = LiveServer(
+        f"sqlite:///{folder / 'chat.db'}",
+        folder / "server.log",
+        env={"RATE_LIMIT_WINDOW_SECONDS": str(RATE_LIMIT_WINDOW_SECONDS)},
+    ).start()
     yield server
     server.stop()
 
