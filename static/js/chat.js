@@ -7,6 +7,7 @@ import { el, newClientId, timeElement } from "./dom.js";
 import { createMarkdown } from "./markdown.js";
 import { MessageList, snippet } from "./message-list.js";
 import { Outbox } from "./outbox.js";
+import { Notifier } from "./notifications.js";
 import { mountSearch } from "./search.js";
 import {
   asDeleted,
@@ -171,12 +172,13 @@ const state = {
 };
 
 const outbox = new Outbox(me.id);
+const notifier = new Notifier(me.id, $("notify-toggle"), $("notify-status"));
 const markdown = createMarkdown(MarkdownIt);
 
 const params = new URLSearchParams(location.search);
 const socket = io(params.get("transport") === "polling" ? { transports: ["polling"] } : {});
 let adminSocket = null;
-window.switchboard = { socket, state, outbox, me };
+window.switchboard = { socket, state, outbox, me, notifier };
 
 const list = new MessageList({
   scroller: ui.scroller,
@@ -732,6 +734,9 @@ function receive(message, source) {
   // Counts come from the server's `session` (rooms, and DMs where it lists them); only what
   // arrives after it adds to them.
   const counts = source === "live" || (source === "sync" && conversation.kind === "dm" && !state.sessionCountsDms);
+  if (firstTime && source === "live" && !mine && !message.deleted && conversation.kind === "dm") {
+    notifier.notify(message.sender.username, previewText(message, me.id), conversation.key, () => navigate(conversation));
+  }
   if (firstTime && counts && !mine && !message.deleted) {
     if (!isCurrent) {
       conversation.unread += 1;
@@ -1423,6 +1428,9 @@ socket.on("message_updated", (message) => applyUpdate(message));
 socket.on("mention", ({ message } = {}) => {
   if (!message?.room) return;
   const conversation = getConversation("room", message.room);
+  notifier.notify(`${message.sender.username} in #${message.room}`, previewText(message, me.id), conversation.key, () =>
+    navigate(conversation),
+  );
   if (conversation === state.current && document.visibilityState === "visible") return;
   if (conversation !== state.current) {
     conversation.mentions += 1;

@@ -187,3 +187,70 @@ def test_the_newest_message_stays_in_view_when_the_window_shrinks(shared_server,
     assert header["height"] < 60, header
     assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
     page.screenshot(path=str(artifacts_dir / "chat-page-phone-short.png"))
+
+
+# Headless Chromium never hides a tab and shows no notifications: the page's own code runs as is,
+# against a recording stand-in for the browser's Notification API and a visibility switch.
+FAKE_NOTIFICATIONS = """
+window.shown = [];
+window.permissionAsked = 0;
+window.tabHidden = false;
+let permission = sessionStorage.getItem("permission") || "default"; // the browser remembers a grant
+window.Notification = class {
+  constructor(title, options = {}) { window.shown.push({ title, body: options.body }); }
+  close() {}
+  static get permission() { return permission; }
+  static async requestPermission() { window.permissionAsked += 1; permission = "granted";
+    sessionStorage.setItem("permission", permission); return permission; }
+};
+Object.defineProperty(Document.prototype, "visibilityState", {
+  get() { return window.tabHidden ? "hidden" : "visible"; },
+});
+"""
+
+
+def test_notifications_are_asked_for_on_a_click_and_shown_for_dms_and_mentions_while_hidden(
+    mode_context, mode, bots, artifacts_dir
+):
+    context = mode_context()
+    context.add_init_script(FAKE_NOTIFICATIONS)
+    page, ann = chat_user(context, "ann")
+    bob = bots()
+    room = new_username("notify")
+    bob.call("join", {"room": room})
+    join_room(page, room)
+    enable = page.get_by_role("button", name="Enable notifications")
+    expect(enable).to_be_visible()
+    assert page.evaluate("() => window.permissionAsked") == 0
+
+    # Nothing while the tab is visible, nor before they are enabled.
+    page.evaluate("() => { window.tabHidden = true; }")
+    bob.dm(ann, "before enabling", client_id=new_username("c"))
+    expect(page.locator(f'#dm-list li[data-user="{bob.username}"] .unread')).to_have_text("1")
+    enable.click()
+    assert page.evaluate("() => window.permissionAsked") == 1
+    expect(page.get_by_role("status").filter(has_text="Notifications are on")).to_be_visible()
+    page.screenshot(path=str(artifacts_dir / f"notifications-{mode}.png"))
+
+    bob.dm(ann, "a **private** word", client_id=new_username("c"))
+    bob.say(room, f"@{ann} look here", client_id=new_username("c"))
+    bob.say(room, "no mention", client_id=new_username("c"))
+    page.wait_for_function("() => window.shown.length >= 2")
+    assert page.evaluate("() => window.shown") == [
+        {"title": bob.username, "body": "a **private** word"},
+        {"title": f"{bob.username} in #{room}", "body": f"@{ann} look here"},
+    ]
+    page.evaluate("() => { window.tabHidden = false; }")
+    bob.dm(ann, "while looking", client_id=new_username("c"))
+    expect(page.locator(f'#dm-list li[data-user="{bob.username}"] .unread')).to_have_text("3")
+
+    # The setting is the user's and outlives a reload; turned off, nothing more is shown.
+    page.reload()
+    wait_connected(page)
+    turn_off = page.get_by_role("button", name="Turn off notifications")
+    turn_off.click()
+    expect(page.get_by_role("button", name="Enable notifications")).to_be_visible()
+    page.evaluate("() => { window.tabHidden = true; }")
+    bob.dm(ann, "after turning off", client_id=new_username("c"))
+    expect(page.locator(f'#dm-list li[data-user="{bob.username}"] .unread')).to_have_text("4")
+    assert page.evaluate("() => window.shown") == []
