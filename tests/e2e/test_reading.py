@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta
 
 import pytest
 from playwright.sync_api import expect
@@ -254,3 +255,36 @@ def test_notifications_are_asked_for_on_a_click_and_shown_for_dms_and_mentions_w
     bob.dm(ann, "after turning off", client_id=new_username("c"))
     expect(page.locator(f'#dm-list li[data-user="{bob.username}"] .unread')).to_have_text("4")
     assert page.evaluate("() => window.shown") == []
+
+
+def test_messages_group_by_author_under_day_separators(mode_context, mode, bots, artifacts_dir):
+    page, _ann = chat_user(mode_context(), "ann")
+    bob, carol = bots(), bots()
+    room = new_username("days")
+    for bot in (bob, carol):
+        bot.call("join", {"room": room})
+    join_room(page, room)
+    for body, bot in [("b1", bob), ("b2", bob), ("b3", bob), ("c1", carol), ("b4", bob)]:
+        bot.say(room, body, client_id=new_username("c"))
+    items = page.locator("#messages > li[data-id]")
+    expect(items).to_have_count(5)
+
+    # One name for a run of messages from one author; a new run when someone else speaks.
+    grouped = items.evaluate_all("els => els.map(e => e.classList.contains('grouped'))")
+    assert grouped == [False, True, True, False, False], grouped
+    # Within a run the name is there for screen readers only.
+    assert message(page, "b2").locator(".sender").bounding_box()["width"] <= 1
+    expect(message(page, "c1").locator(".sender")).to_have_text(carol.username)
+    expect(page.locator("#messages .day-divider")).to_have_text(["Today"])
+    expect(message(page, "b1").locator(".day-divider")).to_have_accessible_name("Today")
+    page.screenshot(path=str(artifacts_dir / f"chat-grouped-{mode}.png"))
+
+    # Seen from the next day, and from next year (the page's clock, the server's messages).
+    sent = datetime.fromisoformat(message(page, "b1").locator("time").get_attribute("datetime").replace("Z", "+00:00"))
+    page.clock.set_fixed_time(sent + timedelta(days=1))
+    page.reload()
+    expect(page.locator("#messages .day-divider")).to_have_text(["Yesterday"])
+    page.clock.set_fixed_time(sent + timedelta(days=400))
+    page.reload()
+    expect(page.locator("#messages .day-divider")).to_have_text([re.compile(rf"\b{sent.year}\b")])
+    assert items.evaluate_all("els => els.map(e => e.classList.contains('grouped'))") == grouped
