@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.bots import Bot
+from tests.e2e.pages import MODES
 from tests.support import components
 from tests.support.live_server import LiveServer
 
@@ -29,21 +30,6 @@ def browser_type_launch_args(browser_type_launch_args):
         "args": CHROMIUM_ARGS,
         "headless": True,
     }
-
-
-# How a test looks at the pages: a desktop window in the light theme, and a phone (390x844, touch)
-# whose system asks for dark. Each item of the chat's behaviour runs in both; the axe-core checks
-# and the screenshots of the main screens also cover the two other combinations.
-PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
-MODES = {
-    "desktop": {"color_scheme": "light"},
-    "phone-dark": {**PHONE, "color_scheme": "dark"},
-}
-ALL_MODES = {
-    **MODES,
-    "desktop-dark": {"color_scheme": "dark"},
-    "phone": {**PHONE, "color_scheme": "light"},
-}
 
 
 @pytest.fixture(params=list(MODES))

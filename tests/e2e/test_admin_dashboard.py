@@ -132,7 +132,7 @@ def test_a_socket_a_deleted_message_and_an_audit_entry_open_their_user(
     boss = api.new_username("boss")
     create_admin(shared_server, boss)
     mallory = bots(api.new_username("mal"))
-    spam = mallory.say("general", "buy cheap things")
+    spam = mallory.say("general", f"buy cheap things {mallory.username}")
     page = mode_context(timezone_id="Asia/Kathmandu", locale="en-GB").new_page()
     sign_in(page, boss, "/admin")
     expect(page.locator("#admin-status")).to_have_text("Connected")

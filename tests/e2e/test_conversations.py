@@ -9,6 +9,7 @@ import requests
 from playwright.sync_api import expect
 
 from tests.e2e.pages import (
+    ALL_MODES,
     chat_user,
     composer,
     join_room,
@@ -22,8 +23,6 @@ from tests.e2e.pages import (
 
 pytestmark = pytest.mark.e2e
 
-PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
-
 
 def api_rooms(base_url: str, token: str) -> set[str]:
     response = requests.get(f"{base_url}/api/rooms", headers={"Authorization": f"Bearer {token}"}, timeout=10)
@@ -35,12 +34,11 @@ def conversation_link(page, name_pattern: str):
     return page.locator("#sidebar").get_by_role("link", name=re.compile(name_pattern))
 
 
-@pytest.mark.parametrize("device", ["desktop", "phone"])
 def test_every_conversation_is_a_named_link_and_opening_one_focuses_the_composer(
-    shared_server, make_context, bots, artifacts_dir, device
+    mode_context, mode, bots, artifacts_dir
 ):
-    context = make_context(shared_server.url, **(PHONE if device == "phone" else {}))
-    page, ann = chat_user(context, "ann")
+    phone = mode.startswith("phone")
+    page, ann = chat_user(mode_context(), "ann")
     room = new_username("focus")
     bob = bots()
     bob.dm(ann, "hello ann")
@@ -54,7 +52,7 @@ def test_every_conversation_is_a_named_link_and_opening_one_focuses_the_composer
         link.click()
         expect(page.locator("#conversation-title")).to_have_text(title)
         expect(composer(page)).to_be_focused()
-        if device == "phone":
+        if phone:
             expect(page.locator("#sidebar")).to_be_hidden()
 
     # By keyboard: Enter on a link in the sidebar.
@@ -79,20 +77,21 @@ def test_every_conversation_is_a_named_link_and_opening_one_focuses_the_composer
     expect(composer(page)).to_be_focused()
     send(page, "back at you")
     expect(message(page, "back at you")).to_have_attribute("data-status", "sent")
-    page.screenshot(path=str(artifacts_dir / f"conversations-{device}.png"))
+    page.screenshot(path=str(artifacts_dir / f"conversations-{mode}.png"))
 
 
+@pytest.mark.parametrize("phone", ["phone", "phone-dark"])
 def test_the_phone_drawer_closes_with_escape_a_tap_outside_and_its_close_button(
-    shared_server, make_context, artifacts_dir
+    shared_server, make_context, artifacts_dir, phone
 ):
-    page, _ann = chat_user(make_context(shared_server.url, **PHONE), "ann")
+    page, _ann = chat_user(make_context(shared_server.url, **ALL_MODES[phone]), "ann")
     toggle = page.get_by_role("button", name="Conversations")
     sidebar = page.locator("#sidebar")
 
     toggle.click()
     expect(sidebar).to_be_visible()
     expect(page.locator("#sidebar-backdrop")).to_be_visible()
-    page.screenshot(path=str(artifacts_dir / "drawer-phone.png"))
+    page.screenshot(path=str(artifacts_dir / f"drawer-{phone}.png"))
     page.keyboard.press("Escape")
     expect(sidebar).to_be_hidden()
     expect(composer(page)).to_be_focused()
@@ -109,7 +108,7 @@ def test_the_phone_drawer_closes_with_escape_a_tap_outside_and_its_close_button(
     assert header["height"] < 60, header
 
 
-def test_a_dm_sent_while_offline_is_listed_and_badged_on_sign_in_in_a_fresh_browser(shared_server, make_context, bots):
+def test_a_dm_sent_while_offline_is_listed_and_badged_on_sign_in_in_a_fresh_browser(mode_context, bots):
     ann = bots()
     ann.close()  # ann is offline from here on; she has never opened the chat page
     bob = bots()
@@ -117,9 +116,10 @@ def test_a_dm_sent_while_offline_is_listed_and_badged_on_sign_in_in_a_fresh_brow
     bob.dm(ann.username, "while you were away")
     bob.dm(ann.username, "two of them")
 
-    page = make_context(shared_server.url).new_page()
+    page = mode_context().new_page()
     sign_in(page, ann.username)
     wait_connected(page)
+    show_sidebar(page)
 
     entry = page.locator(f'#dm-list li[data-user="{bob.username}"]')
     expect(entry.get_by_role("link", name=re.compile(re.escape(bob.username)))).to_be_visible()
@@ -144,6 +144,7 @@ def test_a_dm_sent_while_offline_is_listed_and_badged_on_sign_in_in_a_fresh_brow
     # The read marker is stored: after a reload only carol's conversation is unread.
     page.goto("/")
     wait_connected(page)
+    show_sidebar(page)
     expect(entry.get_by_role("link")).to_be_visible()
     expect(entry.locator(".unread")).to_have_count(0)
     expect(page.locator(f'#dm-list li[data-user="{carol.username}"] .unread')).to_have_text("1")

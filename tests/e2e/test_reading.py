@@ -10,6 +10,7 @@ from playwright.sync_api import expect
 
 from tests.e2e.bots import make_admin
 from tests.e2e.pages import (
+    MODES,
     RECONNECT_TIMEOUT_MS,
     chat_user,
     composer,
@@ -25,8 +26,8 @@ from tests.e2e.pages import (
 pytestmark = pytest.mark.e2e
 
 
-def test_each_conversation_keeps_its_own_draft_across_switches_and_reloads(shared_server, make_context):
-    page, _ann = chat_user(make_context(shared_server.url), "ann")
+def test_each_conversation_keeps_its_own_draft_across_switches_and_reloads(mode_context):
+    page, _ann = chat_user(mode_context(), "ann")
     room = new_username("drafts")
     join_room(page, room)
 
@@ -48,8 +49,8 @@ def test_each_conversation_keeps_its_own_draft_across_switches_and_reloads(share
     expect(composer(page)).to_have_value("for general")
 
 
-def test_unread_line_and_new_messages_pill(shared_server, make_context, bots):
-    page, _ann = chat_user(make_context(shared_server.url), "ann")
+def test_unread_line_and_new_messages_pill(mode_context, mode, bots, artifacts_dir):
+    page, _ann = chat_user(mode_context(), "ann")
     bob, carol = bots(), bots()
     room = new_username("busy")
     bob.call("join", {"room": room})
@@ -74,13 +75,14 @@ def test_unread_line_and_new_messages_pill(shared_server, make_context, bots):
     carol.say(room, "while you scroll", client_id=new_username("c"))
     pill = page.get_by_role("button", name=re.compile("New messages below"))
     expect(pill).to_be_visible()
+    page.screenshot(path=str(artifacts_dir / f"new-messages-pill-{mode}.png"))
     pill.click()
     expect(message(page, "while you scroll")).to_be_in_viewport()
     expect(pill).to_be_hidden()
 
 
-def test_messages_over_the_rate_limit_wait_with_a_countdown_and_go_out_in_order(shared_server, make_context):
-    page, _ann = chat_user(make_context(shared_server.url), "ann")
+def test_messages_over_the_rate_limit_wait_with_a_countdown_and_go_out_in_order(mode_context):
+    page, _ann = chat_user(mode_context(), "ann")
     room = new_username("fast")
     join_room(page, room)
     bodies = [f"quick {n:02d}" for n in range(23)]
@@ -96,8 +98,8 @@ def test_messages_over_the_rate_limit_wait_with_a_countdown_and_go_out_in_order(
     assert message_bodies(page) == bodies
 
 
-def test_quick_switcher_skip_link_and_dark_mode(shared_server, make_context):
-    page, _ann = chat_user(make_context(shared_server.url), "ann")
+def test_quick_switcher_skip_link_and_the_theme(mode_context, mode):
+    page, _ann = chat_user(mode_context(), "ann")
     room = new_username("jump")
     join_room(page, room)
     open_room(page, "general")
@@ -124,31 +126,35 @@ def test_quick_switcher_skip_link_and_dark_mode(shared_server, make_context):
     page.keyboard.press("Enter")
     expect(composer(page)).to_be_focused()
 
+    # The theme follows the system until the toggle picks the other one, which then stays.
+    system_dark = MODES[mode]["color_scheme"] == "dark"
     dark = page.get_by_role("button", name="Dark mode")
-    expect(dark).to_have_attribute("aria-pressed", "false")
+    expect(dark).to_have_attribute("aria-pressed", str(system_dark).lower())
+    assert background(page) == (DARK_BACKGROUND if system_dark else LIGHT_BACKGROUND)
     dark.click()
-    expect(dark).to_have_attribute("aria-pressed", "true")
-    expect(page.locator("html")).to_have_attribute("data-theme", "dark")
+    expect(dark).to_have_attribute("aria-pressed", str(not system_dark).lower())
+    expect(page.locator("html")).to_have_attribute("data-theme", "light" if system_dark else "dark")
     page.reload()
-    expect(page.locator("html")).to_have_attribute("data-theme", "dark")
-    background = page.evaluate("() => getComputedStyle(document.body).backgroundColor")
-    assert background == "rgb(26, 29, 33)", background
+    expect(page.locator("html")).to_have_attribute("data-theme", "light" if system_dark else "dark")
+    expect(dark).to_have_attribute("aria-pressed", str(not system_dark).lower())
+    assert background(page) == (LIGHT_BACKGROUND if system_dark else DARK_BACKGROUND)
 
 
-def test_the_system_dark_setting_is_followed(shared_server, make_context, artifacts_dir):
-    page, _ann = chat_user(make_context(shared_server.url, color_scheme="dark"), "ann")
-    send(page, "in the dark")
-    background = page.evaluate("() => getComputedStyle(document.body).backgroundColor")
-    assert background == "rgb(26, 29, 33)", background
-    expect(page.get_by_role("button", name="Dark mode")).to_have_attribute("aria-pressed", "true")
-    page.screenshot(path=str(artifacts_dir / "chat-page-dark.png"))
+DARK_BACKGROUND = "rgb(26, 29, 33)"
+LIGHT_BACKGROUND = "rgb(255, 255, 255)"
 
 
-def test_a_kicked_user_sees_why_can_reconnect_and_a_banned_one_sees_the_ban(shared_server, make_context, bots):
+def background(page) -> str:
+    return page.evaluate("() => getComputedStyle(document.body).backgroundColor")
+
+
+def test_a_kicked_user_sees_why_can_reconnect_and_a_banned_one_sees_the_ban(
+    shared_server, mode_context, mode, bots, artifacts_dir
+):
     admin_name = new_username("boss")
     make_admin(shared_server, admin_name)
     admin = bots(admin_name, namespace="/admin")
-    page, ann = chat_user(make_context(shared_server.url), "ann")
+    page, ann = chat_user(mode_context(), "ann")
     sid = page.evaluate("() => window.switchboard.socket.id")
 
     admin.call("kick", {"sid": sid})
@@ -156,12 +162,14 @@ def test_a_kicked_user_sees_why_can_reconnect_and_a_banned_one_sees_the_ban(shar
     expect(screen).to_be_visible()
     expect(screen).to_contain_text("You were removed from the chat")
     expect(composer(page)).to_be_disabled()
+    page.screenshot(path=str(artifacts_dir / f"kicked-{mode}.png"))
     screen.get_by_role("button", name="Reconnect").click()
     wait_connected(page, timeout=RECONNECT_TIMEOUT_MS)
     expect(screen).to_be_hidden()
     expect(composer(page)).to_be_enabled()
-    send(page, "back after a kick")
-    expect(message(page, "back after a kick")).to_have_attribute("data-status", "sent")
+    back = f"back after a kick {new_username('')}"
+    send(page, back)
+    expect(message(page, back)).to_have_attribute("data-status", "sent")
 
     admin.call("ban", {"user": ann, "reason": "spam"})
     expect(screen).to_contain_text("Your account has been banned")
