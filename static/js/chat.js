@@ -72,6 +72,7 @@ const ui = {
   sidebar: $("sidebar"),
   sidebarToggle: $("sidebar-toggle"),
   toggleBadge: $("toggle-badge"),
+  toggleUnread: $("toggle-unread"),
   backdrop: $("sidebar-backdrop"),
   scroller: $("message-scroller"),
   olderButton: $("load-older"),
@@ -323,6 +324,8 @@ function renderUnreadTotal() {
   if (ui.favicon.getAttribute("href") !== href) ui.favicon.setAttribute("href", href);
   ui.toggleBadge.hidden = total === 0;
   ui.toggleBadge.textContent = total > 0 ? String(total) : "";
+  // The badge is drawn for the eye; the button's description says the same in words.
+  ui.toggleUnread.textContent = total > 0 ? `${total} unread` : "";
 }
 
 function renderOnline() {
