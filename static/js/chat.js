@@ -78,6 +78,7 @@ const ui = {
   olderButton: $("load-older"),
   olderNote: $("older-note"),
   newBelow: $("new-below"),
+  jumpUnread: $("jump-unread"),
   kicked: $("kicked-screen"),
   kickedTitle: $("kicked-title"),
   kickedReason: $("kicked-reason"),
@@ -185,6 +186,7 @@ const list = new MessageList({
   scroller: ui.scroller,
   list: $("messages"),
   newBelow: ui.newBelow,
+  jumpUnread: ui.jumpUnread,
   me,
   markdown,
   actions: {
@@ -1919,6 +1921,10 @@ ui.scroller.addEventListener("scroll", (event) => {
 });
 ui.newBelow.addEventListener("click", () => {
   list.scrollToBottom();
+  ui.input.focus();
+});
+ui.jumpUnread.addEventListener("click", () => {
+  list.showFirstUnread();
   ui.input.focus();
 });
 

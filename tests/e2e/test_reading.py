@@ -60,16 +60,28 @@ def test_unread_line_and_new_messages_pill(mode_context, mode, bots, artifacts_d
         bob.say(room, f"early {n:02d}", client_id=new_username("c"))
     expect(message(page, "early 17")).to_be_visible()
     open_room(page, "general")
-    for n in range(3):
-        carol.say(room, f"later {n}", client_id=new_username("c"))
-    expect(page.locator(f'#room-list li[data-room="{room}"] .unread')).to_have_text("3")
-    expect(page).to_have_title(re.compile(r"^\(3\) #general · Switchboard$"))
+    later = [f"later {n} " + "more words " * 12 for n in range(12)]  # more than a screenful
+    for body in later:
+        carol.say(room, body.strip(), client_id=new_username("c"))
+    expect(page.locator(f'#room-list li[data-room="{room}"] .unread')).to_have_text("12")
+    expect(page).to_have_title(re.compile(r"^\(12\) #general · Switchboard$"))
 
     open_room(page, room)
-    divider = message(page, "later 0").locator(".new-divider")
+    divider = message(page, later[0].strip()).locator(".new-divider")
     expect(divider).to_have_text("New messages")
+    expect(divider).to_be_in_viewport()
     expect(page.locator(".new-divider")).to_have_count(1)
     expect(page).to_have_title(f"#{room} · Switchboard")
+
+    # Read on to the end: a control leads back to where the unread messages began.
+    jump = page.get_by_role("button", name="Jump to first unread")
+    expect(jump).to_be_hidden()
+    page.locator("#message-scroller").evaluate("el => { el.scrollTop = el.scrollHeight; }")
+    expect(jump).to_be_visible()
+    jump.click()
+    expect(divider).to_be_in_viewport()
+    expect(jump).to_be_hidden()
+    expect(composer(page)).to_be_focused()
 
     page.locator("#message-scroller").evaluate("el => { el.scrollTop = 0; }")
     carol.say(room, "while you scroll", client_id=new_username("c"))
