@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.bots import Bot
-from tests.e2e.pages import MODES
+from tests.e2e.bots import Bot, make_admin
+from tests.e2e.pages import MODES, new_username
 from tests.support import components
 from tests.support.live_server import LiveServer
 
@@ -95,6 +95,14 @@ def shared_server(tmp_path_factory):
     ).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def shared_admin(shared_server) -> str:
+    """The username of one admin on the shared server, made once with the CLI (each run costs seconds)."""
+    username = new_username("boss")
+    make_admin(shared_server, username)
+    return username
 
 
 @pytest.fixture

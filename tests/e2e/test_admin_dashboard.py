@@ -127,10 +127,9 @@ def test_admin_sees_a_user_announces_and_bans_them(live_server, contexts, artifa
 
 
 def test_a_socket_a_deleted_message_and_an_audit_entry_open_their_user(
-    shared_server, mode_context, mode, bots, artifacts_dir
+    shared_admin, mode_context, mode, bots, artifacts_dir
 ):
-    boss = api.new_username("boss")
-    create_admin(shared_server, boss)
+    boss = shared_admin
     mallory = bots(api.new_username("mal"))
     spam = mallory.say("general", f"buy cheap things {mallory.username}")
     page = mode_context(timezone_id="Asia/Kathmandu", locale="en-GB").new_page()

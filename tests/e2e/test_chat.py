@@ -9,7 +9,6 @@ from zoneinfo import ZoneInfo
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.bots import make_admin
 from tests.e2e.pages import (
     chat_user,
     composer,
@@ -219,9 +218,8 @@ def test_long_polling_only(shared_server, make_context):
     ann_page.wait_for_function("() => window.switchboard.socket.io.engine?.transport?.name === 'websocket'")
 
 
-def test_refused_message_shows_why_and_can_be_retried_or_edited(shared_server, make_context, bots):
-    admin_name = new_username("boss")
-    make_admin(shared_server, admin_name)
+def test_refused_message_shows_why_and_can_be_retried_or_edited(shared_server, shared_admin, make_context, bots):
+    admin_name = shared_admin
     admin = bots(admin_name, namespace="/admin")
     page, ann = chat_user(make_context(shared_server.url), "ann")
     admin.call("mute", {"user": ann, "seconds": 600})
@@ -273,9 +271,8 @@ def test_times_are_shown_in_the_readers_time_zone(mode_context):
     expect(stamp).to_have_text(sent_at.astimezone(ZoneInfo(zone)).strftime("%H:%M"))
 
 
-def test_announcements_deletions_and_bans_reach_the_page(shared_server, make_context, bots):
-    admin_name = new_username("boss")
-    make_admin(shared_server, admin_name)
+def test_announcements_deletions_and_bans_reach_the_page(shared_server, shared_admin, make_context, bots):
+    admin_name = shared_admin
     admin = bots(admin_name, namespace="/admin")
     page, ann = chat_user(make_context(shared_server.url), "ann")
     send(page, "soon to be gone")

@@ -7,7 +7,6 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.bots import make_admin
 from tests.e2e.pages import (
     RECONNECT_TIMEOUT_MS,
     chat_user,
@@ -208,9 +207,8 @@ def test_private_rooms_invitations_and_topics(shared_server, make_context, artif
     bob_page.screenshot(path=str(artifacts_dir / "private-room.png"))
 
 
-def test_an_admin_deletes_anyones_message_from_the_chat_page(shared_server, mode_context, bots):
-    admin_name = new_username("boss")
-    make_admin(shared_server, admin_name)
+def test_an_admin_deletes_anyones_message_from_the_chat_page(shared_admin, mode_context, bots):
+    admin_name = shared_admin
     page = mode_context().new_page()
     sign_in(page, admin_name)
     wait_connected(page)

@@ -8,7 +8,6 @@ from datetime import datetime, timedelta
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.bots import make_admin
 from tests.e2e.pages import (
     MODES,
     RECONNECT_TIMEOUT_MS,
@@ -161,10 +160,9 @@ def background(page) -> str:
 
 
 def test_a_kicked_user_sees_why_can_reconnect_and_a_banned_one_sees_the_ban(
-    shared_server, mode_context, mode, bots, artifacts_dir
+    shared_admin, mode_context, mode, bots, artifacts_dir
 ):
-    admin_name = new_username("boss")
-    make_admin(shared_server, admin_name)
+    admin_name = shared_admin
     admin = bots(admin_name, namespace="/admin")
     page, ann = chat_user(mode_context(), "ann")
     sid = page.evaluate("() => window.switchboard.socket.id")
