@@ -138,6 +138,14 @@ def test_a_socket_a_deleted_message_and_an_audit_entry_open_their_user(
     users = page.locator("#users-body")
     query = page.get_by_label("Search users")
 
+    # Kick asks first; cancelled, nothing happens.
+    page.get_by_role("button", name=re.compile(rf"^Kick {mallory.username} ")).click()
+    asked = page.get_by_role("dialog", name=f"Kick {mallory.username}?")
+    expect(asked.get_by_role("button", name="Kick")).to_be_focused()
+    asked.get_by_role("button", name="Cancel").click()
+    expect(asked).to_be_hidden()
+    expect(page.locator("#sockets-body")).to_contain_text(mallory.username)
+
     # The sockets list: the username opens the user in Users, with their state and actions.
     page.get_by_role("button", name=re.compile(rf"^Show {mallory.username} in Users \(socket ")).click()
     expect(query).to_have_value(mallory.username)

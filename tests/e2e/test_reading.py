@@ -9,6 +9,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.e2e.pages import (
+    ALL_MODES,
     MODES,
     RECONNECT_TIMEOUT_MS,
     chat_user,
@@ -187,9 +188,11 @@ def test_a_kicked_user_sees_why_can_reconnect_and_a_banned_one_sees_the_ban(
     expect(composer(page)).to_be_disabled()
 
 
-def test_the_newest_message_stays_in_view_when_the_window_shrinks(shared_server, make_context, bots, artifacts_dir):
-    context = make_context(shared_server.url, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
-    page, _ann = chat_user(context, "ann")
+@pytest.mark.parametrize("phone", ["phone", "phone-dark"])
+def test_the_newest_message_stays_in_view_when_the_window_shrinks(
+    shared_server, make_context, bots, artifacts_dir, phone
+):
+    page, _ann = chat_user(make_context(shared_server.url, **ALL_MODES[phone]), "ann")
     bob = bots()
     room = new_username("shrink")
     bob.call("join", {"room": room})
@@ -205,7 +208,7 @@ def test_the_newest_message_stays_in_view_when_the_window_shrinks(shared_server,
     header = page.locator(".conversation-header").bounding_box()
     assert header["height"] < 60, header
     assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
-    page.screenshot(path=str(artifacts_dir / "chat-page-phone-short.png"))
+    page.screenshot(path=str(artifacts_dir / f"chat-page-{phone}-short.png"))
 
 
 # Headless Chromium never hides a tab and shows no notifications: the page's own code runs as is,
