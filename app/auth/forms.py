@@ -4,7 +4,7 @@ from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField, SubmitField
 from wtforms.validators import DataRequired, EqualTo, InputRequired, Length, Regexp
 
-USERNAME_RULE = Regexp(r"^[A-Za-z0-9_.\-]+$", message="Use only letters, digits, '_', '.' and '-'.")
+USERNAME_RULE = Regexp(r"^[A-Za-z0-9_.\-]+$", message="Use only letters A-Z (no accents), digits, '_', '.' and '-'.")
 
 
 class LoginForm(FlaskForm):

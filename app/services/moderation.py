@@ -29,6 +29,10 @@ AUDIT_MAX_LIMIT = 200
 USER_SEARCH_LIMIT = 50
 MAX_QUERY = 32
 ANNOUNCEMENT_TARGET = "everyone"
+# Actions whose audit target is a username.
+USER_ACTIONS = frozenset({"ban", "unban", "mute", "unmute"})
+# A kick's details name the socket's user after this prefix (its target is the sid).
+KICK_DETAILS = "socket of "
 
 
 def user_summary(user: User) -> dict:
@@ -142,7 +146,7 @@ def kick(admin_id: int, sid: str, username: str) -> None:
     """Log a kick, then disconnect the socket (on whichever worker holds it) once that has committed."""
     with write_transaction() as session:
         admin = _acting_admin(session, admin_id)
-        _record(session, admin, "kick", sid, f"socket of {username}")
+        _record(session, admin, "kick", sid, f"{KICK_DETAILS}{username}")
     notifier().disconnect_sid(sid, "kicked by an admin")
 
 
@@ -177,10 +181,42 @@ def announce(admin_id: int, body) -> dict:
 
 
 def audit_log(limit=None) -> list[dict]:
-    """Audit entries, newest first."""
+    """Audit entries, newest first, each with the user it concerns (``user``, or null)."""
     count = validation.limit(limit, default=AUDIT_DEFAULT_LIMIT, maximum=AUDIT_MAX_LIMIT)
-    entries = db.session.scalars(sa.select(AuditEntry).order_by(AuditEntry.id.desc()).limit(count))
-    return [entry.to_dict() for entry in entries]
+    entries = list(db.session.scalars(sa.select(AuditEntry).order_by(AuditEntry.id.desc()).limit(count)))
+    subjects = _audit_subjects(entries)
+    return [{**entry.to_dict(), "user": subjects.get(entry.id)} for entry in entries]
+
+
+def _audit_subjects(entries: list[AuditEntry]) -> dict[int, dict]:
+    """USER of each entry that concerns one: the banned or muted user, a kicked socket's user, a
+    deleted message's sender. Two queries for the whole page; users since gone are left out."""
+    names: dict[int, str] = {}
+    message_ids: dict[int, int] = {}
+    for entry in entries:
+        if entry.action in USER_ACTIONS:
+            names[entry.id] = entry.target
+        elif entry.action == "kick" and entry.details and entry.details.startswith(KICK_DETAILS):
+            names[entry.id] = entry.details.removeprefix(KICK_DETAILS)
+        elif entry.action == "delete_message" and entry.target.isdigit():
+            message_ids[entry.id] = int(entry.target)
+    by_key: dict[str, User] = {}
+    if names:
+        keys = {name.lower() for name in names.values()}
+        by_key = {
+            user.username_key: user for user in db.session.scalars(sa.select(User).where(User.username_key.in_(keys)))
+        }
+    senders: dict[int, User] = {}
+    if message_ids:
+        rows = db.session.execute(
+            sa.select(Message.id, User)
+            .join(User, User.id == Message.sender_id)
+            .where(Message.id.in_(set(message_ids.values())))
+        )
+        senders = {message_id: user for message_id, user in rows}
+    subjects = {entry_id: by_key.get(name.lower()) for entry_id, name in names.items()}
+    subjects.update({entry_id: senders.get(message_id) for entry_id, message_id in message_ids.items()})
+    return {entry_id: user.to_dict() for entry_id, user in subjects.items() if user is not None}
 
 
 def search_users(query) -> list[dict]:

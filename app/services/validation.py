@@ -43,7 +43,7 @@ def username(value: Any, field: str = "username") -> str:
     if not isinstance(value, str) or not USERNAME_RE.fullmatch(value):
         raise ServiceError(
             "invalid",
-            f"{field} must be 3-32 characters of letters, digits, '_', '.' or '-'",
+            f"{field} must be 3-32 characters of letters A-Z, digits, '_', '.' or '-'",
         )
     return value
 

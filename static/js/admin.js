@@ -40,6 +40,10 @@ const admin = manager.socket("/admin");
 const chat = manager.socket("/");
 const me = JSON.parse($("admin").dataset.user);
 let lastQuery = "";
+// The user a "show in Users" control asked for (lowercased): their row stays marked until the
+// next search typed by hand, and takes the focus once, when it is first listed.
+let shownUser = null;
+let focusShown = false;
 
 // -- small DOM helpers: text only ever goes in through textContent -------------------------
 
@@ -61,6 +65,23 @@ function row(...cells) {
   return tr;
 }
 
+/**
+ * Put fresh rows in a table body without losing the keyboard focus: lists refresh on every
+ * statistics push, and a control that was focused is focused again in its new row (the one with
+ * the same `data-key`, then the same accessible name), or the row's first control.
+ */
+function replaceRows(body, rows) {
+  const active = document.activeElement;
+  const key = body.contains(active) ? active.closest("tr")?.dataset.key : undefined;
+  const label = key === undefined ? null : active.getAttribute("aria-label");
+  body.replaceChildren(...rows);
+  if (key === undefined) return;
+  const tr = rows.find((candidate) => candidate.dataset.key === key);
+  if (!tr) return;
+  const controls = [...tr.querySelectorAll("button, [tabindex]")];
+  (controls.find((node) => label !== null && node.getAttribute("aria-label") === label) || controls[0])?.focus();
+}
+
 function timeOf(iso) {
   const node = el("time", iso ? new Date(iso).toLocaleString() : "");
   if (iso) node.dateTime = iso;
@@ -73,6 +94,22 @@ function button(label, accessibleName, onClick, className) {
   node.setAttribute("aria-label", accessibleName);
   node.addEventListener("click", onClick);
   return node;
+}
+
+// A username that opens that user in the Users section (their ban and mute state, and actions).
+// `context` keeps the accessible name of each such control unique on the page.
+function userControl(user, context) {
+  const name = user.username;
+  const node = button(name, `Show ${name} in Users (${context})`, () => showUser(name), "user-link");
+  node.dataset.user = name;
+  return node;
+}
+
+async function showUser(name) {
+  ui.userQuery.value = name;
+  shownUser = name.toLowerCase();
+  focusShown = true;
+  await searchUsers(name);
 }
 
 function setStatus(text, kind) {
@@ -110,7 +147,13 @@ function confirmFirst(title, text, verb) {
 
 async function act(event, payload, success) {
   const answer = await ask(event, payload);
-  if (answer.ok) say(success(answer));
+  if (answer.ok) {
+    const said = success(answer);
+    if (Array.isArray(said)) {
+      ui.feedback.replaceChildren(...said);
+      ui.feedback.classList.remove("admin-feedback-error");
+    } else say(said);
+  }
   else say(`Could not ${event.replace("_", " ")}: ${answer.error.message}`, false);
   await Promise.all([refreshAudit(), refreshSockets(), searchUsers(lastQuery)]);
   return answer;
@@ -138,21 +181,24 @@ async function refreshStats() {
 async function refreshSockets() {
   const answer = await ask("sockets");
   if (!answer.ok) return;
-  ui.sockets.replaceChildren(
-    ...answer.sockets.map((socket) => {
+  replaceRows(
+    ui.sockets,
+    answer.sockets.map((socket) => {
       const who = socket.user.username;
       const kick = button("Kick", `Kick ${who} (socket ${socket.sid})`, async () => {
         const sure = await confirmFirst(`Kick ${who}?`, `Socket ${socket.sid} is disconnected; ${who} may reconnect.`, "Kick");
         if (sure) await act("kick", { sid: socket.sid }, () => `Kicked a socket of ${who}.`);
       });
-      return row(
-        who,
+      const tr = row(
+        userControl(socket.user, `socket ${socket.sid}`),
         el("code", socket.sid),
         socket.transport,
         socket.rooms.map((name) => `#${name}`).join(", "),
         timeOf(socket.connected_at),
         kick,
       );
+      tr.dataset.key = socket.sid;
+      return tr;
     }),
   );
   ui.socketsEmpty.hidden = answer.sockets.length > 0;
@@ -212,15 +258,39 @@ function userActions(user) {
   return actions;
 }
 
+let searchCount = 0;
+
 async function searchUsers(query) {
+  const asked = ++searchCount;
+  lastQuery = query;
   const answer = await ask("users", { query });
+  if (asked !== searchCount) return; // a later search (or refresh) was asked for meanwhile
   if (!answer.ok) {
     say(`Could not search: ${answer.error.message}`, false);
     return;
   }
-  lastQuery = query;
-  ui.users.replaceChildren(...answer.users.map((user) => row(user.username, describe(user), userActions(user))));
+  let shown = null;
+  replaceRows(
+    ui.users,
+    answer.users.map((user) => {
+      const name = el("span", user.username, "user-name");
+      const tr = row(name, describe(user), userActions(user));
+      tr.dataset.key = user.username;
+      if (user.username.toLowerCase() === shownUser) {
+        tr.classList.add("shown");
+        name.tabIndex = -1;
+        shown = name;
+      }
+      return tr;
+    }),
+  );
   ui.usersEmpty.hidden = answer.users.length > 0;
+  if (shown && focusShown) {
+    // Asked for from a socket, a message or an audit entry: bring the row into view, focused.
+    focusShown = false;
+    shown.scrollIntoView({ block: "center" });
+    shown.focus();
+  }
 }
 
 // -- audit log --------------------------------------------------------------------------
@@ -228,17 +298,34 @@ async function searchUsers(query) {
 async function refreshAudit() {
   const answer = await ask("audit", { limit: AUDIT_LIMIT });
   if (!answer.ok) return;
-  ui.audit.replaceChildren(
-    ...answer.entries.map((entry) =>
-      row(timeOf(entry.created_at), entry.admin.username, entry.action, entry.target, entry.details ?? ""),
-    ),
+  replaceRows(
+    ui.audit,
+    answer.entries.map((entry) => {
+      const tr = row(
+        timeOf(entry.created_at),
+        entry.admin.username,
+        entry.action,
+        entry.user ? userControl(entry.user, `audit entry ${entry.id}`) : entry.target,
+        auditDetails(entry),
+      );
+      tr.dataset.key = String(entry.id);
+      return tr;
+    }),
   );
+}
+
+/** Details as stored, except a mute's ISO end time, which is shown in the viewer's locale. */
+function auditDetails(entry) {
+  const details = entry.details ?? "";
+  if (entry.action !== "mute") return details;
+  return details.replace(/\d{4}-\d\d-\d\dT[\d:.]+Z/, (iso) => new Date(iso).toLocaleString());
 }
 
 // -- forms ------------------------------------------------------------------------------------
 
 ui.userSearch.addEventListener("submit", (event) => {
   event.preventDefault();
+  shownUser = null;
   searchUsers(ui.userQuery.value.trim());
 });
 
@@ -249,7 +336,11 @@ ui.deleteForm.addEventListener("submit", async (event) => {
     say("Give the id of a message: a whole number from 1.", false);
     return;
   }
-  const answer = await act("delete_message", { id }, () => `Deleted message ${id}.`);
+  const answer = await act("delete_message", { id }, ({ message }) => [
+    `Deleted message ${id} from `,
+    userControl(message.sender, `message ${id}`),
+    ".",
+  ]);
   if (answer.ok) ui.deleteId.value = "";
 });
 

@@ -7,6 +7,7 @@ import { el, newClientId, timeElement } from "./dom.js";
 import { createMarkdown } from "./markdown.js";
 import { MessageList, snippet } from "./message-list.js";
 import { Outbox } from "./outbox.js";
+import { Notifier } from "./notifications.js";
 import { mountSearch } from "./search.js";
 import {
   asDeleted,
@@ -15,6 +16,7 @@ import {
   highestRev,
   mentionAtCaret,
   mergeInto,
+  previewText,
   rateLimitDelayMs,
   revOf,
   tabTitle,
@@ -70,11 +72,13 @@ const ui = {
   sidebar: $("sidebar"),
   sidebarToggle: $("sidebar-toggle"),
   toggleBadge: $("toggle-badge"),
+  toggleUnread: $("toggle-unread"),
   backdrop: $("sidebar-backdrop"),
   scroller: $("message-scroller"),
   olderButton: $("load-older"),
   olderNote: $("older-note"),
   newBelow: $("new-below"),
+  jumpUnread: $("jump-unread"),
   kicked: $("kicked-screen"),
   kickedTitle: $("kicked-title"),
   kickedReason: $("kicked-reason"),
@@ -102,6 +106,8 @@ class Conversation {
     this.room = null; // ROOM as the server last described it
     this.missing = false; // a room that does not exist (yet)
     this.firstUnreadId = null;
+    this.last = null; // the newest MESSAGE of a DM conversation, for its preview in the sidebar
+    this.previewNode = null; // that preview's element in the sidebar, while it is shown
   }
 
   get key() {
@@ -168,17 +174,19 @@ const state = {
 };
 
 const outbox = new Outbox(me.id);
+const notifier = new Notifier(me.id, $("notify-toggle"), $("notify-status"));
 const markdown = createMarkdown(MarkdownIt);
 
 const params = new URLSearchParams(location.search);
 const socket = io(params.get("transport") === "polling" ? { transports: ["polling"] } : {});
 let adminSocket = null;
-window.switchboard = { socket, state, outbox, me };
+window.switchboard = { socket, state, outbox, me, notifier };
 
 const list = new MessageList({
   scroller: ui.scroller,
   list: $("messages"),
   newBelow: ui.newBelow,
+  jumpUnread: ui.jumpUnread,
   me,
   markdown,
   actions: {
@@ -244,9 +252,10 @@ function sidebarItem(conversation) {
   const current = conversation === state.current;
   const unread = current ? 0 : conversation.unread;
   const mentions = current ? 0 : conversation.mentions;
+  const previewId = conversation.kind === "dm" ? `dm-preview-${conversation.name.toLowerCase()}` : null;
   const link = el(
     "a",
-    { href: conversation.hash, "aria-current": current ? "page" : null },
+    { href: conversation.hash, "aria-current": current ? "page" : null, "aria-describedby": previewId },
     conversation.room?.private ? el("span", { className: "lock", "aria-hidden": "true", title: "Private" }) : null,
     el("span", { className: "conversation-name" }, conversation.title),
     conversation.room?.private ? el("span", { className: "visually-hidden" }, " (private)") : null,
@@ -263,6 +272,13 @@ function sidebarItem(conversation) {
       el("span", { className: "visually-hidden" }, " unread"),
     );
   }
+  if (previewId) {
+    // The name stays the link's whole accessible name (a preview may quote anyone's name or a
+    // #room); the preview is its description.
+    conversation.previewNode = el("span", { className: "preview", id: previewId, "aria-hidden": "true" });
+    renderPreview(conversation);
+    link.append(conversation.previewNode);
+  }
   return el(
     "li",
     {
@@ -275,6 +291,24 @@ function sidebarItem(conversation) {
     },
     link,
   );
+}
+
+/** Keep `message` as the conversation's last one if it is the newest (or a newer copy of it). */
+function noteLast(conversation, message, { force = false } = {}) {
+  if (conversation.kind !== "dm" || !message) return;
+  const last = conversation.last;
+  // As in mergeInto: for the same message only a later change (a higher rev) replaces it.
+  if (last && !force && (message.id < last.id || (message.id === last.id && revOf(message) <= revOf(last)))) return;
+  conversation.last = message;
+  renderPreview(conversation);
+}
+
+function renderPreview(conversation) {
+  const node = conversation.previewNode;
+  if (!node) return;
+  const text = previewText(conversation.last, me.id);
+  if (node.textContent !== text) node.textContent = text;
+  node.hidden = text === "";
 }
 
 function unreadTotal() {
@@ -292,6 +326,8 @@ function renderUnreadTotal() {
   if (ui.favicon.getAttribute("href") !== href) ui.favicon.setAttribute("href", href);
   ui.toggleBadge.hidden = total === 0;
   ui.toggleBadge.textContent = total > 0 ? String(total) : "";
+  // The badge is drawn for the eye; the button's description says the same in words.
+  ui.toggleUnread.textContent = total > 0 ? `${total} unread` : "";
 }
 
 function renderOnline() {
@@ -675,6 +711,7 @@ function receive(message, source) {
   const conversation = conversationOf(message);
   const mine = message.sender.id === me.id;
   const isCurrent = conversation === state.current;
+  noteLast(conversation, message);
   knowUser(message.sender);
   knowUser(message.recipient);
   if (mine && message.client_id) settle(message.client_id, conversation);
@@ -702,6 +739,9 @@ function receive(message, source) {
   // Counts come from the server's `session` (rooms, and DMs where it lists them); only what
   // arrives after it adds to them.
   const counts = source === "live" || (source === "sync" && conversation.kind === "dm" && !state.sessionCountsDms);
+  if (firstTime && source === "live" && !mine && !message.deleted && conversation.kind === "dm") {
+    notifier.notify(message.sender.username, previewText(message, me.id), conversation.key, () => navigate(conversation));
+  }
   if (firstTime && counts && !mine && !message.deleted) {
     if (!isCurrent) {
       conversation.unread += 1;
@@ -721,6 +761,7 @@ function applyUpdate(message) {
   if (!message || !Number.isInteger(message.id)) return;
   if (revOf(message) > 0 && state.revCursor === null) state.revCursor = revOf(message) - 1;
   const conversation = conversationOf(message);
+  if (conversation.last?.id === message.id) noteLast(conversation, message);
   if (!conversation.messages.has(message.id)) return;
   const change = mergeInto(conversation.messages, message);
   if (change === "updated" && conversation === state.current) {
@@ -1283,7 +1324,10 @@ socket.on("session", async (session) => {
     const conversation = getConversation("dm", entry.user.username);
     knowUser(entry.user);
     conversation.listed = true;
-    if (entry.last?.id) conversation.lastActivity = Math.max(conversation.lastActivity, entry.last.id);
+    if (entry.last?.id) {
+      conversation.lastActivity = Math.max(conversation.lastActivity, entry.last.id);
+      noteLast(conversation, entry.last);
+    }
     conversation.unread = conversation === state.current ? 0 : Number(entry.unread) || 0;
     if (conversation === state.current && !conversation.loaded) conversation.unreadAtOpen = Number(entry.unread) || 0;
   }
@@ -1389,6 +1433,9 @@ socket.on("message_updated", (message) => applyUpdate(message));
 socket.on("mention", ({ message } = {}) => {
   if (!message?.room) return;
   const conversation = getConversation("room", message.room);
+  notifier.notify(`${message.sender.username} in #${message.room}`, previewText(message, me.id), conversation.key, () =>
+    navigate(conversation),
+  );
   if (conversation === state.current && document.visibilityState === "visible") return;
   if (conversation !== state.current) {
     conversation.mentions += 1;
@@ -1427,7 +1474,10 @@ socket.on("message_deleted", ({ id, room }) => {
   // A deleted direct message comes with room null: look for it among the DM conversations.
   const conversation = room
     ? state.conversations.get(conversationKey("room", room))
-    : [...state.conversations.values()].find((c) => c.kind === "dm" && c.messages.has(id));
+    : [...state.conversations.values()].find((c) => c.kind === "dm" && (c.messages.has(id) || c.last?.id === id));
+  if (conversation?.last?.id === id && !conversation.last.deleted) {
+    noteLast(conversation, asDeleted(conversation.last), { force: true });
+  }
   const message = conversation?.messages.get(id);
   if (!message || message.deleted) return;
   // `message_updated` (or sync) brings the server's own copy with its rev; this keeps the place.
@@ -1871,6 +1921,10 @@ ui.scroller.addEventListener("scroll", (event) => {
 });
 ui.newBelow.addEventListener("click", () => {
   list.scrollToBottom();
+  ui.input.focus();
+});
+ui.jumpUnread.addEventListener("click", () => {
+  list.showFirstUnread();
   ui.input.focus();
 });
 

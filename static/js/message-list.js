@@ -19,10 +19,11 @@ export function snippet(message) {
 }
 
 export class MessageList {
-  constructor({ scroller, list, newBelow, me, markdown, actions }) {
+  constructor({ scroller, list, newBelow, jumpUnread, me, markdown, actions }) {
     this.scroller = scroller;
     this.list = list;
     this.newBelow = newBelow;
+    this.jumpUnread = jumpUnread; // shown while the "New messages" line is above the view
     this.me = me;
     this.markdown = markdown;
     // Callbacks: retry, editFailed, reply, edit, remove, react, pickReaction, jump, saveEdit,
@@ -38,6 +39,7 @@ export class MessageList {
     this.olderNote = null;
     scroller.addEventListener("scroll", () => {
       if (this.isNearBottom()) this.newBelow.hidden = true;
+      this.updateJumpUnread();
     });
     // The newest message stays in view when the window (or the phone's keyboard) shrinks the list.
     if (typeof ResizeObserver === "function") {
@@ -74,6 +76,19 @@ export class MessageList {
     if (node && node.offsetTop < this.scroller.scrollTop) {
       this.scroller.scrollTop = node.offsetTop - this.scroller.clientHeight / 4;
     }
+  }
+
+  /** Scroll the "New messages" line back into view (the jump-to-unread control). */
+  showFirstUnread() {
+    const node = this.firstUnreadId === null ? null : this.items.get(this.firstUnreadId);
+    if (node) this.scroller.scrollTop = node.offsetTop - this.scroller.clientHeight / 4;
+    this.updateJumpUnread();
+  }
+
+  updateJumpUnread() {
+    if (!this.jumpUnread) return;
+    const node = this.firstUnreadId === null ? null : this.items.get(this.firstUnreadId);
+    this.jumpUnread.hidden = !node || node.offsetTop + node.offsetHeight > this.scroller.scrollTop;
   }
 
   isNearBottom() {
@@ -208,6 +223,7 @@ export class MessageList {
       node.classList.toggle("grouped", !newDay && !unreadLine && continuesGroup(previous, message));
       previous = message;
     }
+    this.updateJumpUnread();
   }
 
   renderMessage(message) {

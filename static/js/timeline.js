@@ -188,3 +188,25 @@ export function secondsLeft(until, now = Date.now()) {
 export function rateLimitDelayMs(attempt) {
   return Math.min(10_000, 2_000 * 2 ** Math.max(0, attempt - 1));
 }
+
+/** The longest DM preview shown in the sidebar, in characters (the rest becomes "…"). */
+export const PREVIEW_LENGTH = 60;
+
+/**
+ * The one-line, plain-text preview of a conversation's last message: "You: " before one's own,
+ * "message deleted" for a deleted one, a file's name when there is no text, whitespace folded and
+ * cut at `max` characters. Plain text only: it is shown with textContent, never as HTML.
+ */
+export function previewText(message, myId, max = PREVIEW_LENGTH) {
+  if (!message) return "";
+  const own = message.sender?.id === myId ? "You: " : "";
+  if (message.deleted) return `${own}message deleted`;
+  let text = String(message.body ?? "").replace(/\s+/g, " ").trim();
+  if (!text && Array.isArray(message.attachments) && message.attachments.length > 0) {
+    const names = message.attachments.map((file) => file?.name).filter(Boolean);
+    text = names.length === 1 ? `File: ${names[0]}` : `${message.attachments.length} files`;
+  }
+  const characters = [...text]; // by code point, so an emoji is never cut in half
+  if (characters.length > max) text = `${characters.slice(0, max - 1).join("").trimEnd()}…`;
+  return own + text;
+}

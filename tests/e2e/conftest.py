@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.bots import Bot
+from tests.e2e.bots import Bot, make_admin
+from tests.e2e.pages import MODES, new_username
 from tests.support import components
 from tests.support.live_server import LiveServer
 
@@ -29,6 +30,22 @@ def browser_type_launch_args(browser_type_launch_args):
         "args": CHROMIUM_ARGS,
         "headless": True,
     }
+
+
+@pytest.fixture(params=list(MODES))
+def mode(request) -> str:
+    """The name of the viewport and colour scheme a test runs in (one of MODES)."""
+    return request.param
+
+
+@pytest.fixture
+def mode_context(make_context, shared_server, mode):
+    """Open a browser context on the shared server in this test's mode (extra options win)."""
+
+    def open_context(**kwargs):
+        return make_context(shared_server.url, **{**MODES[mode], **kwargs})
+
+    return open_context
 
 
 @pytest.fixture(scope="session")
@@ -58,17 +75,34 @@ def make_context(browser):
         context.close()
 
 
-@pytest.fixture(scope="module")
-def shared_server(tmp_path_factory):
-    """One real server (gunicorn + gevent-websocket, fresh SQLite file) for a whole test module.
+# The rate limit's window on the shared server: waiting out a `rate_limited` answer takes a few
+# seconds instead of ten (the count stays the contract's 20).
+RATE_LIMIT_WINDOW_SECONDS = 3
 
-    Starting a server costs seconds on a busy machine, so scenarios that only need fresh
-    accounts and rooms of their own share one; tests that stop the server use ``live_server``.
+
+@pytest.fixture(scope="session")
+def shared_server(tmp_path_factory):
+    """One real server (gunicorn + gevent-websocket, fresh SQLite file) for the whole e2e session.
+
+    Migrating and starting a server costs seconds on a busy machine, so scenarios that only need
+    fresh accounts and rooms of their own share one; tests that stop the server use ``live_server``.
     """
     folder = tmp_path_factory.mktemp("shared_server")
-    server = LiveServer(f"sqlite:///{folder / 'chat.db'}", folder / "server.log").start()
+    server = LiveServer(
+        f"sqlite:///{folder / 'chat.db'}",
+        folder / "server.log",
+        env={"RATE_LIMIT_WINDOW_SECONDS": str(RATE_LIMIT_WINDOW_SECONDS)},
+    ).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def shared_admin(shared_server) -> str:
+    """The username of one admin on the shared server, made once with the CLI (each run costs seconds)."""
+    username = new_username("boss")
+    make_admin(shared_server, username)
+    return username
 
 
 @pytest.fixture

@@ -13,6 +13,21 @@ PASSWORD = "correct horse battery"
 RECONNECT_TIMEOUT_MS = 30_000
 
 
+# How a test looks at the pages: a desktop window in the light theme, and a phone (390x844, touch)
+# whose system asks for dark. Each item of the chat's behaviour runs in both; the axe-core checks
+# and the screenshots of the main screens also cover the two other combinations.
+PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
+MODES = {
+    "desktop": {"color_scheme": "light"},
+    "phone-dark": {**PHONE, "color_scheme": "dark"},
+}
+ALL_MODES = {
+    **MODES,
+    "desktop-dark": {"color_scheme": "dark"},
+    "phone": {**PHONE, "color_scheme": "light"},
+}
+
+
 def new_username(prefix: str) -> str:
     return f"{prefix}{uuid.uuid4().hex[:8]}"
 

@@ -124,3 +124,84 @@ def test_admin_sees_a_user_announces_and_bans_them(live_server, contexts, artifa
     refused.get_by_label("Password").fill(PASSWORD)
     refused.get_by_role("button", name="Sign in").click()
     expect(refused.get_by_text("this account is banned: spam")).to_be_visible()
+
+
+def test_a_socket_a_deleted_message_and_an_audit_entry_open_their_user(
+    shared_admin, mode_context, mode, bots, artifacts_dir
+):
+    boss = shared_admin
+    mallory = bots(api.new_username("mal"))
+    spam = mallory.say("general", f"buy cheap things {mallory.username}")
+    page = mode_context(timezone_id="Asia/Kathmandu", locale="en-GB").new_page()
+    sign_in(page, boss, "/admin")
+    expect(page.locator("#admin-status")).to_have_text("Connected")
+    users = page.locator("#users-body")
+    query = page.get_by_label("Search users")
+
+    # Kick asks first; cancelled, nothing happens.
+    page.get_by_role("button", name=re.compile(rf"^Kick {mallory.username} ")).click()
+    asked = page.get_by_role("dialog", name=f"Kick {mallory.username}?")
+    expect(asked.get_by_role("button", name="Kick")).to_be_focused()
+    asked.get_by_role("button", name="Cancel").click()
+    expect(asked).to_be_hidden()
+    expect(page.locator("#sockets-body")).to_contain_text(mallory.username)
+
+    # The sockets list: the username opens the user in Users, with their state and actions.
+    page.get_by_role("button", name=re.compile(rf"^Show {mallory.username} in Users \(socket ")).click()
+    expect(query).to_have_value(mallory.username)
+    shown = users.locator("tr.shown")
+    expect(shown).to_have_count(1)
+    expect(shown).to_contain_text(mallory.username)
+    expect(shown).to_contain_text("online")
+    expect(shown.locator(".user-name")).to_be_focused()
+    expect(shown.get_by_role("button", name=f"Ban {mallory.username}")).to_be_visible()
+
+    # A message deleted by its id names its sender, who opens the same way.
+    query.fill("")
+    page.get_by_role("button", name="Search", exact=True).click()
+    expect(users.locator("tr.shown")).to_have_count(0)
+    page.get_by_label("Message id").fill(str(spam["id"]))
+    page.get_by_role("button", name="Delete message").click()
+    feedback = page.locator("#admin-feedback")
+    expect(feedback).to_have_text(f"Deleted message {spam['id']} from {mallory.username}.")
+    feedback.get_by_role("button", name=f"Show {mallory.username} in Users (message {spam['id']})").click()
+    expect(query).to_have_value(mallory.username)
+    expect(users.locator("tr.shown .user-name")).to_be_focused()
+
+    # Muted from there: the audit entry links back to the user, its end time in the viewer's locale.
+    page.get_by_label("Mute for (minutes)").fill("90")
+    users.locator("tr.shown").get_by_role("button", name=f"Mute {mallory.username}").click()
+    expect(users.locator("tr.shown")).to_contain_text("muted until")
+    entry = page.locator("#audit-body tr").first
+    expect(entry).to_contain_text("mute")
+    expect(entry).to_contain_text("5400 seconds, until ")
+    expect(entry).not_to_contain_text("Z")  # no raw ISO time
+    deleted = page.locator("#audit-body tr").nth(1)
+    expect(deleted).to_contain_text("delete_message")
+    expect(
+        deleted.get_by_role("button", name=re.compile(rf"^Show {mallory.username} in Users \(audit"))
+    ).to_be_visible()
+
+    query.fill(boss)
+    page.get_by_role("button", name="Search", exact=True).click()
+    expect(users).not_to_contain_text(mallory.username)
+    entry.get_by_role("button", name=re.compile(rf"^Show {mallory.username} in Users \(audit entry \d+\)$")).click()
+    shown = users.locator("tr.shown")
+    expect(shown).to_contain_text("muted until")
+    expect(shown.locator(".user-name")).to_be_focused()
+    unmute = shown.get_by_role("button", name=f"Unmute {mallory.username}")
+    expect(unmute).to_be_visible()
+    page.screenshot(path=str(artifacts_dir / f"admin-user-shown-{mode}.png"), full_page=True)
+
+    # Ban asks first, and the reason it was given does not carry over to the next one.
+    page.get_by_label("Ban reason (optional)").fill("spam")
+    shown.get_by_role("button", name=f"Ban {mallory.username}").click()
+    dialog = page.get_by_role("dialog", name=f"Ban {mallory.username}?")
+    expect(dialog).to_contain_text("Reason: spam.")
+    page.screenshot(path=str(artifacts_dir / f"admin-confirm-{mode}.png"))
+    dialog.get_by_role("button", name="Ban").click()
+    expect(feedback).to_have_text(f"Banned {mallory.username}.")
+    expect(page.get_by_label("Ban reason (optional)")).to_have_value("")
+    expect(shown).to_contain_text("banned: spam")
+    expect(shown.get_by_role("button", name=f"Unban {mallory.username}")).to_be_visible()
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= page.viewport_size["width"]

@@ -18,8 +18,8 @@ def fill_register(page, username, password, confirm):
     page.get_by_role("button", name="Create account").click()
 
 
-def test_register_sign_out_and_sign_in_again(shared_server, make_context, artifacts_dir):
-    page = make_context(shared_server.url).new_page()
+def test_register_sign_out_and_sign_in_again(mode_context, mode, artifacts_dir):
+    page = mode_context().new_page()
     username = new_username("carol")
 
     register(page, username)
@@ -29,7 +29,7 @@ def test_register_sign_out_and_sign_in_again(shared_server, make_context, artifa
 
     expect(page).to_have_url(re.compile(r"/login$"))
     expect(page.get_by_role("status")).to_contain_text("You have signed out.")
-    page.screenshot(path=str(artifacts_dir / "login-page.png"), full_page=True)
+    page.screenshot(path=str(artifacts_dir / f"login-page-{mode}.png"), full_page=True)
     page.goto("/")
     expect(page).to_have_url(re.compile(r"/login\?next=/$"))
     page.get_by_label("Username").fill(username)
@@ -53,7 +53,7 @@ def test_register_form_says_what_is_wrong(shared_server, make_context):
     expect(page.get_by_label("Username")).to_have_attribute("aria-invalid", "true")
 
     fill_register(page, "bad name!", PASSWORD, PASSWORD)
-    expect(page.get_by_role("alert")).to_contain_text("Use only letters, digits")
+    expect(page.get_by_role("alert")).to_contain_text("Use only letters A-Z (no accents), digits")
 
     fill_register(page, taken.upper(), PASSWORD, PASSWORD)
     expect(page.get_by_role("alert")).to_contain_text("That username is taken.")
@@ -92,3 +92,34 @@ def test_sign_in_form_says_what_is_wrong(shared_server, make_context):
     sign_in(page, username)
     expect(page).to_have_url(re.compile(r"/$"))
     wait_connected(page)
+
+
+def test_the_username_rule_is_shown_before_submitting_in_words_that_are_true(mode_context, mode, artifacts_dir):
+    page = mode_context().new_page()
+    page.goto("/register")
+    username = page.get_by_label("Username")
+    expect(username).to_have_accessible_description("3-32 characters: letters A-Z, digits, _ . -")
+    expect(page.locator("#username-hint")).to_be_visible()
+    page.screenshot(path=str(artifacts_dir / f"register-page-{mode}.png"), full_page=True)
+
+    fill_register(page, "Zoë", PASSWORD, PASSWORD)
+    expect(page.get_by_role("alert")).to_contain_text("Username: Use only letters A-Z (no accents), digits")
+    expect(page.get_by_label("Username")).to_have_attribute("aria-invalid", "true")
+    expect(page.get_by_label("Username")).to_have_value("Zoë")
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= page.viewport_size["width"]
+
+
+def test_403_and_404_are_styled_pages_that_lead_back(mode_context, mode, artifacts_dir):
+    page = mode_context().new_page()
+    register(page, new_username("fay"))
+
+    for path, status, heading in [("/admin", 403, "You cannot open this page"), ("/nowhere", 404, "Page not found")]:
+        response = page.goto(path)
+        assert response.status == status
+        expect(page.get_by_role("heading", level=1)).to_have_text(heading)
+        expect(page.locator(".error-code")).to_have_text(str(status))
+        expect(page.get_by_role("button", name="Dark mode")).to_be_visible()
+        page.screenshot(path=str(artifacts_dir / f"error-{status}-{mode}.png"))
+        page.get_by_role("link", name="Back to the chat").click()
+        expect(page).to_have_url(re.compile(r"/(#.*)?$"))
+        wait_connected(page)

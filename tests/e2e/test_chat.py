@@ -9,7 +9,6 @@ from zoneinfo import ZoneInfo
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.bots import make_admin
 from tests.e2e.pages import (
     chat_user,
     composer,
@@ -27,9 +26,9 @@ from tests.e2e.pages import (
 pytestmark = pytest.mark.e2e
 
 
-def test_room_exchange_both_ways(shared_server, make_context, artifacts_dir):
-    ann_page, ann = chat_user(make_context(shared_server.url), "ann")
-    bob_page, bob = chat_user(make_context(shared_server.url), "bob")
+def test_room_exchange_both_ways(mode_context, mode, artifacts_dir):
+    ann_page, ann = chat_user(mode_context(), "ann")
+    bob_page, bob = chat_user(mode_context(), "bob")
     room = new_username("lobby")
 
     join_room(ann_page, room)
@@ -50,7 +49,7 @@ def test_room_exchange_both_ways(shared_server, make_context, artifacts_dir):
     for page in (ann_page, bob_page):
         expect(messages(page)).to_have_count(2)
         assert message_bodies(page) == ["hello from ann", "hi ann,\nbob here"]
-    ann_page.screenshot(path=str(artifacts_dir / "chat-page.png"))
+    ann_page.screenshot(path=str(artifacts_dir / f"chat-page-{mode}.png"))
 
 
 def test_composer_sends_to_general_when_nothing_else_is_open(shared_server, make_context):
@@ -65,9 +64,9 @@ def test_composer_sends_to_general_when_nothing_else_is_open(shared_server, make
     expect(ann_page.locator("#conversation-title")).to_have_text("#general")
 
 
-def test_direct_message_from_the_online_list(shared_server, make_context):
-    ann_page, ann = chat_user(make_context(shared_server.url), "ann")
-    bob_page, bob = chat_user(make_context(shared_server.url), "bob")
+def test_direct_message_from_the_online_list(mode_context, mode, artifacts_dir):
+    ann_page, ann = chat_user(mode_context(), "ann")
+    bob_page, bob = chat_user(mode_context(), "bob")
 
     show_sidebar(ann_page)
     ann_page.locator("#online-list").get_by_role("button", name=bob).click()
@@ -76,11 +75,13 @@ def test_direct_message_from_the_online_list(shared_server, make_context):
     send(ann_page, "psst, just you")
 
     expect(bob_page.locator(f'#dm-list li[data-user="{ann}"] .unread')).to_have_text("1")
+    show_sidebar(bob_page)
     bob_page.locator("#dm-list").get_by_role("link", name=re.compile(rf"^@{ann}")).click()
     expect(message(bob_page, "psst, just you")).to_contain_text(ann)
     expect(bob_page.locator(f'#dm-list li[data-user="{ann}"] .unread')).to_have_count(0)
     send(bob_page, "got it")
     expect(message(ann_page, "got it")).to_contain_text(bob)
+    ann_page.screenshot(path=str(artifacts_dir / f"dm-conversation-{mode}.png"))
     # Nothing of the conversation leaked into general.
     ann_page.goto("/")
     expect(ann_page.locator("#conversation-title")).to_have_text("#general")
@@ -217,9 +218,8 @@ def test_long_polling_only(shared_server, make_context):
     ann_page.wait_for_function("() => window.switchboard.socket.io.engine?.transport?.name === 'websocket'")
 
 
-def test_refused_message_shows_why_and_can_be_retried_or_edited(shared_server, make_context, bots):
-    admin_name = new_username("boss")
-    make_admin(shared_server, admin_name)
+def test_refused_message_shows_why_and_can_be_retried_or_edited(shared_server, shared_admin, make_context, bots):
+    admin_name = shared_admin
     admin = bots(admin_name, namespace="/admin")
     page, ann = chat_user(make_context(shared_server.url), "ann")
     admin.call("mute", {"user": ann, "seconds": 600})
@@ -241,8 +241,9 @@ def test_refused_message_shows_why_and_can_be_retried_or_edited(shared_server, m
     expect(message(page, "said once unmuted")).to_have_attribute("data-status", "sent")
 
 
-def test_the_composer_counts_characters_near_the_limit_and_stops_at_it(shared_server, make_context):
-    page, _ann = chat_user(make_context(shared_server.url), "ann")
+def test_the_composer_counts_characters_near_the_limit_and_stops_at_it(mode_context):
+    page, _ann = chat_user(mode_context(), "ann")
+    join_room(page, new_username("long"))
     box = composer(page)
     counter = page.locator("#char-count")
 
@@ -258,20 +259,20 @@ def test_the_composer_counts_characters_near_the_limit_and_stops_at_it(shared_se
     expect(counter).to_have_text("")
 
 
-def test_times_are_shown_in_the_readers_time_zone(shared_server, make_context):
+def test_times_are_shown_in_the_readers_time_zone(mode_context):
     zone = "Asia/Kathmandu"  # UTC+5:45, so a wrong zone cannot show the same minutes
-    page, _ann = chat_user(make_context(shared_server.url, timezone_id=zone, locale="en-GB"), "ann")
-    send(page, "what time is it")
+    page, _ann = chat_user(mode_context(timezone_id=zone, locale="en-GB"), "ann")
+    asked = f"what time is it {new_username('')}"
+    send(page, asked)
 
-    stamp = message(page, "what time is it").locator("time")
+    stamp = message(page, asked).locator("time")
     expect(stamp).to_have_attribute("datetime", re.compile(r"Z$"))
     sent_at = datetime.fromisoformat(stamp.get_attribute("datetime").replace("Z", "+00:00")).astimezone(UTC)
     expect(stamp).to_have_text(sent_at.astimezone(ZoneInfo(zone)).strftime("%H:%M"))
 
 
-def test_announcements_deletions_and_bans_reach_the_page(shared_server, make_context, bots):
-    admin_name = new_username("boss")
-    make_admin(shared_server, admin_name)
+def test_announcements_deletions_and_bans_reach_the_page(shared_server, shared_admin, make_context, bots):
+    admin_name = shared_admin
     admin = bots(admin_name, namespace="/admin")
     page, ann = chat_user(make_context(shared_server.url), "ann")
     send(page, "soon to be gone")
@@ -283,8 +284,9 @@ def test_announcements_deletions_and_bans_reach_the_page(shared_server, make_con
     banner = page.locator("#announcement")
     expect(banner).to_contain_text(f"Announcement from {admin_name}")
     expect(banner.locator(".announcement-body")).to_have_text("<b>Maintenance</b> at noon")
-    admin.call("delete_message", {"id": int(doomed.get_attribute("data-id"))})
-    expect(page.locator("#messages .deleted .body")).to_have_text("This message was deleted.")
+    doomed_id = doomed.get_attribute("data-id")
+    admin.call("delete_message", {"id": int(doomed_id)})
+    expect(page.locator(f'#messages li[data-id="{doomed_id}"] .body')).to_have_text("This message was deleted.")
     expect(message(page, "stays")).to_be_visible()
     banner.get_by_role("button", name="Dismiss").click()
     expect(banner).to_be_hidden()

@@ -9,6 +9,7 @@ import requests
 from playwright.sync_api import expect
 
 from tests.e2e.pages import (
+    ALL_MODES,
     chat_user,
     composer,
     join_room,
@@ -22,8 +23,6 @@ from tests.e2e.pages import (
 
 pytestmark = pytest.mark.e2e
 
-PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
-
 
 def api_rooms(base_url: str, token: str) -> set[str]:
     response = requests.get(f"{base_url}/api/rooms", headers={"Authorization": f"Bearer {token}"}, timeout=10)
@@ -35,12 +34,11 @@ def conversation_link(page, name_pattern: str):
     return page.locator("#sidebar").get_by_role("link", name=re.compile(name_pattern))
 
 
-@pytest.mark.parametrize("device", ["desktop", "phone"])
 def test_every_conversation_is_a_named_link_and_opening_one_focuses_the_composer(
-    shared_server, make_context, bots, artifacts_dir, device
+    mode_context, mode, bots, artifacts_dir
 ):
-    context = make_context(shared_server.url, **(PHONE if device == "phone" else {}))
-    page, ann = chat_user(context, "ann")
+    phone = mode.startswith("phone")
+    page, ann = chat_user(mode_context(), "ann")
     room = new_username("focus")
     bob = bots()
     bob.dm(ann, "hello ann")
@@ -54,7 +52,7 @@ def test_every_conversation_is_a_named_link_and_opening_one_focuses_the_composer
         link.click()
         expect(page.locator("#conversation-title")).to_have_text(title)
         expect(composer(page)).to_be_focused()
-        if device == "phone":
+        if phone:
             expect(page.locator("#sidebar")).to_be_hidden()
 
     # By keyboard: Enter on a link in the sidebar.
@@ -79,20 +77,21 @@ def test_every_conversation_is_a_named_link_and_opening_one_focuses_the_composer
     expect(composer(page)).to_be_focused()
     send(page, "back at you")
     expect(message(page, "back at you")).to_have_attribute("data-status", "sent")
-    page.screenshot(path=str(artifacts_dir / f"conversations-{device}.png"))
+    page.screenshot(path=str(artifacts_dir / f"conversations-{mode}.png"))
 
 
+@pytest.mark.parametrize("phone", ["phone", "phone-dark"])
 def test_the_phone_drawer_closes_with_escape_a_tap_outside_and_its_close_button(
-    shared_server, make_context, artifacts_dir
+    shared_server, make_context, artifacts_dir, phone
 ):
-    page, _ann = chat_user(make_context(shared_server.url, **PHONE), "ann")
+    page, _ann = chat_user(make_context(shared_server.url, **ALL_MODES[phone]), "ann")
     toggle = page.get_by_role("button", name="Conversations")
     sidebar = page.locator("#sidebar")
 
     toggle.click()
     expect(sidebar).to_be_visible()
     expect(page.locator("#sidebar-backdrop")).to_be_visible()
-    page.screenshot(path=str(artifacts_dir / "drawer-phone.png"))
+    page.screenshot(path=str(artifacts_dir / f"drawer-{phone}.png"))
     page.keyboard.press("Escape")
     expect(sidebar).to_be_hidden()
     expect(composer(page)).to_be_focused()
@@ -109,7 +108,7 @@ def test_the_phone_drawer_closes_with_escape_a_tap_outside_and_its_close_button(
     assert header["height"] < 60, header
 
 
-def test_a_dm_sent_while_offline_is_listed_and_badged_on_sign_in_in_a_fresh_browser(shared_server, make_context, bots):
+def test_a_dm_sent_while_offline_is_listed_and_badged_on_sign_in_in_a_fresh_browser(mode_context, bots):
     ann = bots()
     ann.close()  # ann is offline from here on; she has never opened the chat page
     bob = bots()
@@ -117,9 +116,10 @@ def test_a_dm_sent_while_offline_is_listed_and_badged_on_sign_in_in_a_fresh_brow
     bob.dm(ann.username, "while you were away")
     bob.dm(ann.username, "two of them")
 
-    page = make_context(shared_server.url).new_page()
+    page = mode_context().new_page()
     sign_in(page, ann.username)
     wait_connected(page)
+    show_sidebar(page)
 
     entry = page.locator(f'#dm-list li[data-user="{bob.username}"]')
     expect(entry.get_by_role("link", name=re.compile(re.escape(bob.username)))).to_be_visible()
@@ -144,6 +144,7 @@ def test_a_dm_sent_while_offline_is_listed_and_badged_on_sign_in_in_a_fresh_brow
     # The read marker is stored: after a reload only carol's conversation is unread.
     page.goto("/")
     wait_connected(page)
+    show_sidebar(page)
     expect(entry.get_by_role("link")).to_be_visible()
     expect(entry.locator(".unread")).to_have_count(0)
     expect(page.locator(f'#dm-list li[data-user="{carol.username}"] .unread')).to_have_text("1")
@@ -222,3 +223,47 @@ def test_the_room_directory_finds_and_joins_existing_rooms(shared_server, make_c
     expect(message(page, "already here")).to_be_visible()
     expect(composer(page)).to_be_focused()
     assert room[:-2] not in api_rooms(shared_server.url, owner.token)
+
+
+def test_the_dm_list_previews_each_conversations_last_message_as_plain_text(mode_context, mode, bots, artifacts_dir):
+    page, ann = chat_user(mode_context(), "ann")
+    bob = bots()
+    entry = page.locator(f'#dm-list li[data-user="{bob.username}"]')
+    link = entry.get_by_role("link")
+    preview = entry.locator(".preview")
+
+    bob.dm(ann, "first")
+    long_body = "<b>not bold</b> **nor this**\n\nsee #general and @" + ann + " " + "then more words " * 10
+    bob.dm(ann, long_body, client_id=new_username("c"))
+    expect(preview).to_have_text(re.compile(r"^<b>not bold</b> \*\*nor this\*\* see #general .*…$"))
+    assert len(preview.text_content()) <= 60
+    expect(page.locator("#dm-list b, #dm-list strong")).to_have_count(0)
+    # The preview describes the link; its name is still the person's, and no other link takes
+    # the name of a room or person the preview quotes.
+    show_sidebar(page)
+    expect(link).to_have_accessible_name(re.compile(rf"^@{re.escape(bob.username)}\b"))
+    expect(link).not_to_have_accessible_name(re.compile("general|not bold"))
+    expect(link).to_have_accessible_description(preview.text_content())
+    expect(conversation_link(page, r"#general")).to_have_count(1)
+    expect(conversation_link(page, re.escape(ann))).to_have_count(0)
+
+    link.click()
+    expect(message(page, "first")).to_be_visible()
+    send(page, "on my way")
+    expect(preview).to_have_text("You: on my way")
+    last = bob.dm(ann, "one more thing")
+    expect(preview).to_have_text("one more thing")
+    bob.call("delete", {"id": last["id"]})
+    expect(preview).to_have_text("message deleted")
+
+    # Live while another conversation is open, and from the session after a reload.
+    show_sidebar(page)
+    conversation_link(page, r"#general").click()
+    bob.dm(ann, "ping   with\nspaces", client_id=new_username("c"))
+    expect(preview).to_have_text("ping with spaces")
+    expect(entry.locator(".unread")).to_have_text("1")
+    page.reload()
+    wait_connected(page)
+    expect(preview).to_have_text("ping with spaces")
+    show_sidebar(page)
+    page.screenshot(path=str(artifacts_dir / f"dm-list-{mode}.png"))

@@ -7,7 +7,6 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.bots import make_admin
 from tests.e2e.pages import (
     RECONNECT_TIMEOUT_MS,
     chat_user,
@@ -32,9 +31,9 @@ def action(page, body: str, name: str):
     return item.get_by_role("group", name="Actions").get_by_role("button", name=name, exact=True)
 
 
-def test_edit_delete_react_and_reply_reach_the_other_browser(shared_server, make_context, artifacts_dir):
-    ann_page, ann = chat_user(make_context(shared_server.url), "ann")
-    bob_page, bob = chat_user(make_context(shared_server.url), "bob")
+def test_edit_delete_react_and_reply_reach_the_other_browser(mode_context, mode, artifacts_dir):
+    ann_page, ann = chat_user(mode_context(), "ann")
+    bob_page, bob = chat_user(mode_context(), "bob")
     room = new_username("acts")
     join_room(ann_page, room)
     join_room(bob_page, room)
@@ -86,12 +85,13 @@ def test_edit_delete_react_and_reply_reach_the_other_browser(shared_server, make
     expect(reply.locator(".mention-me")).to_have_text(f"@{ann}")
     reply.locator(".reply-quote").click()
     expect(message(ann_page, "second draft")).to_have_class(re.compile(r"\bhighlight\b"))
-    ann_page.screenshot(path=str(artifacts_dir / "message-actions.png"))
+    ann_page.screenshot(path=str(artifacts_dir / f"message-actions-{mode}.png"))
 
     # Delete, after a confirmation.
     action(ann_page, "second draft", "Delete").click()
     dialog = ann_page.get_by_role("dialog", name="Delete message?")
     expect(dialog).to_contain_text("second draft")
+    ann_page.screenshot(path=str(artifacts_dir / f"delete-dialog-{mode}.png"))
     dialog.get_by_role("button", name="Delete").click()
     expect(dialog).to_be_hidden()
     for page in (ann_page, bob_page):
@@ -135,15 +135,15 @@ def test_changes_made_while_a_tab_was_disconnected_show_after_it_reconnects(shar
     assert ann not in (edited.inner_text())
 
 
-def test_markdown_renders_safely_and_javascript_links_are_never_links(shared_server, make_context, bots):
-    page, _ann = chat_user(make_context(shared_server.url), "ann")
+def test_markdown_renders_safely_and_javascript_links_are_never_links(mode_context, bots):
+    page, _ann = chat_user(mode_context(), "ann")
     dialogs = []
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
     bob = bots()
-    body = "**bold** _soft_ `code` [click](javascript:alert(1)) see https://example.com/x"
+    body = f"**bold** _soft_ `code` [click](javascript:alert(1)) see https://example.com/x {bob.username}"
     bob.say("general", body, client_id=new_username("md"))
 
-    item = messages(page).filter(has_text="bold")
+    item = messages(page).filter(has_text=bob.username)
     expect(item.locator(".body strong")).to_have_text("bold")
     expect(item.locator(".body em")).to_have_text("soft")
     expect(item.locator(".body code")).to_have_text("code")
@@ -207,22 +207,22 @@ def test_private_rooms_invitations_and_topics(shared_server, make_context, artif
     bob_page.screenshot(path=str(artifacts_dir / "private-room.png"))
 
 
-def test_an_admin_deletes_anyones_message_from_the_chat_page(shared_server, make_context, bots):
-    admin_name = new_username("boss")
-    make_admin(shared_server, admin_name)
-    page = make_context(shared_server.url).new_page()
+def test_an_admin_deletes_anyones_message_from_the_chat_page(shared_admin, mode_context, bots):
+    admin_name = shared_admin
+    page = mode_context().new_page()
     sign_in(page, admin_name)
     wait_connected(page)
     spammer = bots()
-    spammer.say("general", "buy cheap things")
+    spam = f"buy cheap things from {spammer.username}"
+    spam_id = spammer.say("general", spam)["id"]
 
-    expect(message(page, "buy cheap things")).to_be_visible()
-    action(page, "buy cheap things", "Delete").click()
+    expect(message(page, spam)).to_be_visible()
+    action(page, spam, "Delete").click()
     dialog = page.get_by_role("dialog", name="Delete message?")
     expect(dialog).to_contain_text("as an admin")
     dialog.get_by_role("button", name="Delete").click()
     expect(dialog).to_be_hidden()
-    expect(page.locator("#messages .deleted .body")).to_have_text("This message was deleted.")
+    expect(page.locator(f'#messages li[data-id="{spam_id}"] .body')).to_have_text("This message was deleted.")
     history = spammer.call("history", {"room": "general", "limit": 5})["messages"]
     assert [m["deleted"] for m in history if m["sender"]["username"] == spammer.username] == [True]
 

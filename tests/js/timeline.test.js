@@ -13,6 +13,8 @@ import {
   mentionAtCaret,
   mergeInto,
   newer,
+  PREVIEW_LENGTH,
+  previewText,
   rateLimitDelayMs,
   secondsLeft,
   splitMentions,
@@ -163,4 +165,20 @@ test("rate-limited sends wait longer each time, at most ten seconds", () => {
   assert.deepEqual([1, 2, 3, 4, 5].map(rateLimitDelayMs), [2000, 4000, 8000, 10000, 10000]);
   assert.equal(secondsLeft(10_500, 9_000), 2);
   assert.equal(secondsLeft(1_000, 9_000), 0);
+});
+
+test("a DM preview is one line of plain text, cut, with You: and deletions named", () => {
+  const mine = { id: 5, sender: { id: 1 }, body: "see **this**\n\nand <b>that</b>", attachments: [] };
+  assert.equal(previewText(mine, 1), "You: see **this** and <b>that</b>");
+  assert.equal(previewText({ ...mine, sender: { id: 2 } }, 1), "see **this** and <b>that</b>");
+  assert.equal(previewText({ ...mine, deleted: true, body: "" }, 1), "You: message deleted");
+  assert.equal(previewText({ ...mine, sender: { id: 2 }, deleted: true, body: "" }, 1), "message deleted");
+  const long = previewText({ ...mine, sender: { id: 2 }, body: "word ".repeat(40) }, 1);
+  assert.ok(long.endsWith("…") && [...long].length <= PREVIEW_LENGTH, long);
+  const emoji = previewText({ ...mine, sender: { id: 2 }, body: "😀".repeat(80) }, 1, 10);
+  assert.equal(emoji, `${"😀".repeat(9)}…`);
+  const file = { ...mine, body: "", attachments: [{ name: "plan.pdf" }] };
+  assert.equal(previewText(file, 2), "File: plan.pdf");
+  assert.equal(previewText({ ...file, attachments: [{ name: "a" }, { name: "b" }] }, 2), "2 files");
+  assert.equal(previewText(null, 1), "");
 });

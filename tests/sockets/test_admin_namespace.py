@@ -230,6 +230,24 @@ def test_audit_lists_actions_newest_first_with_a_limit(admin_socket, alice, admi
     assert ask(admin_socket, "audit", {"limit": "all"})["error"]["code"] == "invalid"
 
 
+def test_each_audit_entry_names_the_user_it_concerns(socket_client, admin_socket, alice, make_user):
+    bob = make_user("bob")
+    kicked = socket_client(alice)
+    [session] = received(kicked, "session")
+    author = socket_client(bob)
+    posted = ask(author, "message", {"room": "general", "body": "oops", "client_id": "c1"}, namespace="/")["message"]
+    assert ask(admin_socket, "kick", {"sid": session["sid"]})["ok"]
+    assert ask(admin_socket, "delete_message", {"id": posted["id"]})["ok"]
+    assert ask(admin_socket, "mute", {"user": "ALICE"})["ok"]
+    assert ask(admin_socket, "announce", {"body": "hello"})["ok"]
+
+    entries = ask(admin_socket, "audit")["entries"]
+
+    subjects = [(e["action"], e["user"]["username"] if e["user"] else None) for e in entries]
+    assert subjects == [("announce", None), ("mute", "alice"), ("delete_message", "bob"), ("kick", "alice")]
+    assert entries[2]["user"] == bob.to_dict()
+
+
 # -- kick --------------------------------------------------------------------------------
 
 
