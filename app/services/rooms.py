@@ -12,6 +12,7 @@ from app.errors import ServiceError
 from app.extensions import db
 from app.models import Mention, Message, Room, RoomMembership, User
 from app.services import validation
+from app.services.hot_cache import changed
 from app.services.notifier import notifier
 
 GENERAL = "general"
@@ -95,6 +96,7 @@ def join_room(
                 if room.private and not created:
                     raise ServiceError("forbidden", f"{name} is private: ask a member to invite you")
                 session.add(RoomMembership(user_id=user_id, room_id=room.id))
+            changed(rooms=[room.name] if created else [], memberships=[(user_id, room.id)])
             _announce_joined(user_id, room, actor_sid)
             return room, True
         except IntegrityError:
@@ -123,6 +125,7 @@ def invite(user_id: int, name, username) -> tuple[Room, bool]:
         if session.get(RoomMembership, (other_id, room.id)) is not None:
             return room, False
         session.add(RoomMembership(user_id=other_id, room_id=room.id))
+    changed(memberships=[(other_id, room.id)])
     _announce_joined(other_id, room, None)
     return room, True
 
@@ -136,9 +139,10 @@ def set_topic(user_id: int, name, topic) -> Room:
         stored = session.get(Room, room.id)
         if stored is None:
             raise ServiceError("not_found", f"no room named {room.name}")
-        changed = stored.topic != text
+        updated = stored.topic != text
         stored.topic = text
-    if changed:
+    if updated:
+        changed(rooms=[room.name])
         notifier().to_room(room.name, "room_updated", {"room": room_dict(room)})
     return room
 
@@ -168,6 +172,7 @@ def leave_room(user_id: int, name) -> Room:
         session.execute(
             sa.delete(RoomMembership).where(RoomMembership.user_id == user_id, RoomMembership.room_id == room.id)
         )
+    changed(memberships=[(user_id, room.id)])
     notifier().leave_user(user_id, room.name)
     return room
 
