@@ -30,6 +30,7 @@ from flask import current_app
 from sqlalchemy.orm import Session
 
 from app.extensions import db
+from app.metrics import HOT_CACHE_INVALIDATIONS, HOT_CACHE_LOOKUPS
 from app.models import Room, RoomMembership, User, utcnow
 
 EXTENSION_KEY = "switchboard.hot_cache"
@@ -95,17 +96,17 @@ class HotCache:
         self.user_ids: dict[str, int] = {}  # username_key -> id (usernames never change)
         self.rooms: dict[str, tuple[float, RoomState]] = {}
         self.members: dict[tuple[int, int], float] = {}
-        self.hits = 0
-        self.misses = 0
+        self.hits = HOT_CACHE_LOOKUPS.labels("hit")
+        self.misses = HOT_CACHE_LOOKUPS.labels("miss")
 
     # -- reads --------------------------------------------------------------------------------
 
     def user(self, user_id: int) -> UserState | None:
         entry = self.users.get(user_id)
         if entry is not None and entry[0] > self.clock():
-            self.hits += 1
+            self.hits.inc()
             return entry[1]
-        self.misses += 1
+        self.misses.inc()
         generation = _snapshot_generation()
         row = db.session.execute(sa.select(*USER_COLUMNS).where(User.id == user_id)).first()
         if row is None:
@@ -119,7 +120,7 @@ class HotCache:
         user_id = self.user_ids.get(key)
         if user_id is not None:
             return self.user(user_id)
-        self.misses += 1
+        self.misses.inc()
         generation = _snapshot_generation()
         row = db.session.execute(sa.select(*USER_COLUMNS).where(User.username_key == key)).first()
         if row is None:
@@ -134,9 +135,9 @@ class HotCache:
     def room(self, name: str) -> RoomState | None:
         entry = self.rooms.get(name)
         if entry is not None and entry[0] > self.clock():
-            self.hits += 1
+            self.hits.inc()
             return entry[1]
-        self.misses += 1
+        self.misses.inc()
         generation = _snapshot_generation()
         row = db.session.execute(sa.select(*ROOM_COLUMNS).where(Room.name == name)).first()
         if row is None:
@@ -149,9 +150,9 @@ class HotCache:
         key = (user_id, room_id)
         expires = self.members.get(key)
         if expires is not None and expires > self.clock():
-            self.hits += 1
+            self.hits.inc()
             return True
-        self.misses += 1
+        self.misses.inc()
         generation = _snapshot_generation()
         found = db.session.scalar(
             sa.select(RoomMembership.room_id).where(
@@ -200,8 +201,9 @@ class HotCache:
 
     # -- messages on the queue ----------------------------------------------------------------
 
-    def apply(self, message: dict) -> None:
-        """An invalidation another worker published (see ``message()``)."""
+    def apply(self, message: dict, source: str = "queue") -> None:
+        """An invalidation, as ``changed()`` publishes it."""
+        HOT_CACHE_INVALIDATIONS.labels(source).inc()
         self.invalidate(
             users=[int(user_id) for user_id in message.get("users", ())],
             rooms=[str(name) for name in message.get("rooms", ())],
@@ -236,7 +238,7 @@ def changed(
         "rooms": sorted(set(rooms)),
         "memberships": sorted({(user_id, room_id) for user_id, room_id in memberships}),
     }
-    hot_cache().apply(message)
+    hot_cache().apply(message, "local")
     publish: Publisher | None = current_app.extensions.get(EXTENSION_KEY + ".publish")
     if publish is not None:
         publish(message)
