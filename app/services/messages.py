@@ -42,6 +42,7 @@ from app.models import (
 from app.services import files, validation
 from app.services.hot_cache import USER_COLUMNS, UserState, hot_cache
 from app.services.notifier import notifier
+from app.services.read_markers import MarkRequest, read_markers
 from app.services.rooms import check_may_read, get_room, unread_counts
 
 SYNC_LIMIT = 500
@@ -778,19 +779,10 @@ def direct_conversations(user_id: int) -> list[dict]:
     return conversations
 
 
-def mark_dm_read(user_id: int, other: User, message_id) -> int:
+def mark_dm_read(user_id: int, other: Poster, message_id) -> int:
     """Move the read marker of the DM conversation with ``other`` forward (never back) to one of its messages."""
     message_id = validation.integer(message_id, "id", minimum=1)
-    with write_transaction() as session:
-        message = session.get(Message, message_id)
-        if message is None or message.dm_pair != dm_pair(user_id, other.id):
-            raise ServiceError("not_found", f"no message {message_id} with {other.username}")
-        marker = session.get(DirectReadMarker, (user_id, other.id))
-        if marker is None:
-            marker = DirectReadMarker(user_id=user_id, other_id=other.id, last_read_id=0)
-            session.add(marker)
-        marker.last_read_id = max(marker.last_read_id, message_id)
-        return marker.last_read_id
+    return read_markers().mark(MarkRequest(user_id, message_id, other_id=other.id, other_name=other.username))
 
 
 def mention_counts(user_id: int) -> dict[str, int]:

@@ -367,7 +367,9 @@ class ChatNamespace(GuardedNamespace):
             other_name = data.get("user")
             if not isinstance(other_name, str):
                 raise ServiceError("invalid", "user must be a username")
-            other = users.get_user(other_name)
+            other = hot_cache().user_by_name(other_name) if validation.USERNAME_RE.fullmatch(other_name) else None
+            if other is None:
+                raise ServiceError("not_found", "no such user")
             marker = messages.mark_dm_read(me["id"], other, data.get("id"))
             return {"user": other.username, "last_read_id": marker}
         name = validation.room_name(data.get("room"))
