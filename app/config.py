@@ -43,6 +43,10 @@ class Config:
         "no",
         "off",
     )
+    # Engine.IO heartbeats: the server pings every socket this often and closes one whose answer
+    # takes longer than the timeout (the defaults are Engine.IO's own).
+    SOCKET_PING_INTERVAL_SECONDS = _env_float("SOCKET_PING_INTERVAL_SECONDS", 25)
+    SOCKET_PING_TIMEOUT_SECONDS = _env_float("SOCKET_PING_TIMEOUT_SECONDS", 20)
     # How long a worker keeps a user's ban and mute state, a room and a membership it read for the
     # message path (app/services/hot_cache.py); changes reach every worker's copy at once anyway.
     HOT_CACHE_TTL_SECONDS = _env_float("HOT_CACHE_TTL_SECONDS", 30)
