@@ -211,10 +211,6 @@ class HotCache:
         )
 
 
-# The "method" of invalidations on the Socket.IO message queue (app/sockets/message_queue.py).
-QUEUE_METHOD = "switchboard_invalidate"
-
-
 def hot_cache() -> HotCache:
     cache = current_app.extensions.get(EXTENSION_KEY)
     if cache is None:
@@ -222,7 +218,8 @@ def hot_cache() -> HotCache:
     return cache
 
 
-# Set by the socket layer when a message queue connects the workers: publishes one invalidation.
+# Set by the socket layer when a message queue connects the workers (app/sockets/__init__.py):
+# publishes one invalidation to every other worker.
 Publisher = Callable[[dict], None]
 
 
