@@ -12,8 +12,20 @@ HEADER_TIMEOUT_SECONDS = float(os.environ.get("HTTP_HEADER_TIMEOUT_SECONDS", 30)
 BODY_TIMEOUT_SECONDS = float(os.environ.get("HTTP_BODY_TIMEOUT_SECONDS", 60))
 
 
+# Each connection's buffered reader (pywsgi's default is 8 KB, held for a websocket's whole life).
+# Request lines and headers are read line by line through it and websocket frames are small;
+# larger reads (bodies, big frames) bypass the buffer.
+READ_BUFFER_BYTES = int(os.environ.get("HTTP_READ_BUFFER_BYTES", 1024))
+
+
 class TimedWebSocketHandler(WebSocketHandler):
     """gevent-websocket's handler with read timeouts; a websocket, once upgraded, has Engine.IO's pings."""
+
+    def __init__(self, sock, address, server, rfile=None):
+        super().__init__(sock, address, server, rfile)
+        if rfile is None:
+            self.rfile.close()  # the default 8 KB reader; closing it leaves the socket open
+            self.rfile = sock.makefile("rb", READ_BUFFER_BYTES)
 
     def read_requestline(self):
         self.socket.settimeout(HEADER_TIMEOUT_SECONDS)

@@ -48,6 +48,7 @@ def register_extensions(app: Flask) -> None:
     from app.services.files import FilesystemStore
     from app.sockets.common import check_login_session_key
     from app.sockets.fanout import check_fanout_internals, fanout_installable, install_direct_writes
+    from app.sockets.pings import check_ping_internals, install_timer_pings
 
     db.init_app(app)
     with app.app_context():
@@ -81,6 +82,8 @@ def register_extensions(app: Flask) -> None:
         "max_http_buffer_size": app.config["MAX_PACKET_BYTES"],
         "logger": app.config["SOCKETIO_LOGGER"],
         "engineio_logger": False,
+        "ping_interval": app.config["SOCKET_PING_INTERVAL_SECONDS"],
+        "ping_timeout": app.config["SOCKET_PING_TIMEOUT_SECONDS"],
     }
     if app.config["REDIS_URL"]:
         from app.sockets.message_queue import CatchUpRedisManager
@@ -108,6 +111,9 @@ def register_extensions(app: Flask) -> None:
         check_fanout_internals()
         if fanout_installable(socketio.server):
             app.extensions["switchboard.fanout"] = install_direct_writes(socketio.server)
+    check_ping_internals()
+    if fanout_installable(socketio.server):
+        install_timer_pings(socketio.server.eio)
     check_login_session_key(app)
     hops = app.config["TRUSTED_PROXIES"]
     if hops:

@@ -43,6 +43,17 @@ class Config:
         "no",
         "off",
     )
+    # Engine.IO heartbeats: the server pings every socket this often and closes one whose answer
+    # takes longer than the timeout (the defaults are Engine.IO's own).
+    SOCKET_PING_INTERVAL_SECONDS = _env_float("SOCKET_PING_INTERVAL_SECONDS", 25)
+    SOCKET_PING_TIMEOUT_SECONDS = _env_float("SOCKET_PING_TIMEOUT_SECONDS", 20)
+    # How long a worker keeps a user's ban and mute state, a room and a membership it read for the
+    # message path (app/services/hot_cache.py); changes reach every worker's copy at once anyway.
+    HOT_CACHE_TTL_SECONDS = _env_float("HOT_CACHE_TTL_SECONDS", 30)
+    # `read` markers wait this long to be written together in one transaction (app/services/read_markers.py),
+    # or until READ_MARKER_BATCH of them are waiting.
+    READ_MARKER_FLUSH_SECONDS = _env_float("READ_MARKER_FLUSH_SECONDS", 0.025)
+    READ_MARKER_BATCH = _env_int("READ_MARKER_BATCH", 500)
     # Malformed Socket.IO packets answered `invalid` before the connection is closed; a packet
     # that cannot be answered at all closes it at once.
     SOCKET_MAX_BAD_PACKETS = _env_int("SOCKET_MAX_BAD_PACKETS", 20)

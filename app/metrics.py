@@ -70,6 +70,21 @@ COMMIT_SECONDS = Histogram(
     "Duration of one group commit, from taking the write lock to the commit returning",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
+HOT_CACHE_LOOKUPS = Counter(
+    "switchboard_hot_cache_lookups",
+    "Reads of the per-worker cache of users, rooms and memberships (app/services/hot_cache.py), by result",
+    ["result"],
+)
+HOT_CACHE_INVALIDATIONS = Counter(
+    "switchboard_hot_cache_invalidations",
+    "Invalidations applied to this worker's cache, by source: local (an action here) or queue (another worker)",
+    ["source"],
+)
+READ_MARKER_BATCH_SIZE = Histogram(
+    "switchboard_read_marker_batch_size",
+    "`read` markers written by one transaction",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+)
 DATABASE_ERRORS = Counter(
     "switchboard_database_errors",
     "Errors raised by the database driver, by kind (disconnect, or the driver's exception class)",

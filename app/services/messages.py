@@ -40,7 +40,9 @@ from app.models import (
     utcnow,
 )
 from app.services import files, validation
+from app.services.hot_cache import USER_COLUMNS, UserState, hot_cache
 from app.services.notifier import notifier
+from app.services.read_markers import MarkRequest, read_markers
 from app.services.rooms import check_may_read, get_room, unread_counts
 
 SYNC_LIMIT = 500
@@ -60,7 +62,8 @@ class Draft:
     client_id: str | None
     room_id: int | None = None
     recipient_id: int | None = None
-    # USER payloads and room name the caller already holds, so the batch need not read them again.
+    # USER payloads and room name the caller already holds (the payloads are read again inside the
+    # write with the ban, mute and membership checks, so they are exact at the commit).
     sender: dict | None = None
     recipient: dict | None = None
     room_name: str | None = None
@@ -130,8 +133,11 @@ class MessageWriter:
             _fail(batch, exc)
             raise
         # Only now, after the commit, does any draft get its answer.
-        for draft, (message, duplicate) in zip(batch, answers, strict=True):
-            draft.result, draft.duplicate, draft.done = message, duplicate, True
+        for draft, answer in zip(batch, answers, strict=True):
+            if isinstance(answer, BaseException):
+                draft.result, draft.error, draft.done = None, answer, True
+            else:
+                draft.result, draft.duplicate, draft.done = answer[0], answer[1], True
 
 
 def _fail(batch: list[Draft], exc: BaseException) -> None:
@@ -139,24 +145,42 @@ def _fail(batch: list[Draft], exc: BaseException) -> None:
         draft.result, draft.error, draft.done = None, exc, True
 
 
-def _insert(session, batch: list[Draft]) -> list[tuple[dict, bool]]:
-    """Insert the drafts whose client_id is new; answers (MESSAGE, duplicate) per draft, in order.
+Answer = tuple[dict, bool] | ServiceError
+
+
+def _insert(session, batch: list[Draft]) -> list[Answer]:
+    """Insert the drafts whose client_id is new and whose sender may post; one answer per draft, in order:
+    (MESSAGE, duplicate), or the refusal.
 
     A client_id repeated within the batch, or already stored, answers with the one stored message.
+    Ban, mute and membership are checked here, inside the ordered write, with one statement for
+    the batch (``_admitted``), so no cache can let a post through after a change has committed.
     New rows go in with one Core INSERT ... RETURNING for the whole batch, and their MESSAGE
-    payloads are built from the drafts and two small lookups instead of loading ORM objects back.
+    payloads are built from the drafts and that statement's rows instead of loading ORM objects back.
     """
     stored = _stored_by_client_id(session, batch)
-    users, room_names = _related(session, batch)
-    answers: list[tuple[dict, bool] | None] = [None] * len(batch)
+    answers: list[Answer | None] = [None] * len(batch)
     first_with_key: dict[tuple[int, str | None], int] = {}
-    new_rows: list[tuple[int, dict]] = []
+    candidates: list[int] = []
     for index, draft in enumerate(batch):
         key = (draft.sender_id, draft.client_id)
         if draft.client_id is not None and key in stored:
             answers[index] = (stored[key], True)
         elif draft.client_id is not None and key in first_with_key:
-            continue  # answered below with the message its first draft stores
+            continue  # answered below with what its first draft gets
+        else:
+            candidates.append(index)
+            if draft.client_id is not None:
+                first_with_key[key] = index
+    admission = _admitted(session, [batch[index] for index in candidates])
+    users = {user_id: state.to_dict() for user_id, state in admission.users.items()}
+    room_names = _room_names(session, batch)
+    new_rows: list[tuple[int, dict]] = []
+    for index in candidates:
+        draft = batch[index]
+        refusal = _refusal(draft, admission)
+        if refusal is not None:
+            answers[index] = refusal
         else:
             new_rows.append(
                 (
@@ -174,10 +198,8 @@ def _insert(session, batch: list[Draft]) -> list[tuple[dict, bool]]:
                     },
                 )
             )
-            if draft.client_id is not None:
-                first_with_key[key] = index
     if new_rows:
-        first_rev = next_rev(session)
+        first_rev = admission.last_rev + 1
         for offset, (_, row) in enumerate(new_rows):
             row["rev"] = first_rev + offset
         table = cast(sa.Table, Message.__table__)
@@ -203,8 +225,55 @@ def _insert(session, batch: list[Draft]) -> list[tuple[dict, bool]]:
         if answers[index] is None:
             first = answers[first_with_key[(draft.sender_id, draft.client_id)]]
             assert first is not None
-            answers[index] = (first[0], True)
+            answers[index] = first if isinstance(first, ServiceError) else (first[0], True)
     return [answer for answer in answers if answer is not None]
+
+
+@dataclass
+class Admission:
+    """What the ordered write reads before inserting: senders and recipients as the transaction sees
+    them, which senders are members of the drafts' rooms, and the last rev."""
+
+    users: dict[int, UserState] = field(default_factory=dict)
+    members: set[tuple[int, int]] = field(default_factory=set)
+    last_rev: int = 0
+
+
+def _admitted(session, drafts: list[Draft]) -> Admission:
+    """One statement for the whole batch (the last rev rides along as a scalar subquery)."""
+    if not drafts:
+        return Admission()
+    user_ids = {d.sender_id for d in drafts} | {d.recipient_id for d in drafts if d.recipient_id is not None}
+    room_ids = {d.room_id for d in drafts if d.room_id is not None}
+    last_rev = sa.select(sa.func.max(Message.rev)).scalar_subquery()
+    if room_ids:
+        membership = sa.and_(RoomMembership.user_id == User.id, RoomMembership.room_id.in_(room_ids))
+        stmt = sa.select(*USER_COLUMNS, last_rev, RoomMembership.room_id).outerjoin(RoomMembership, membership)
+    else:
+        stmt = sa.select(*USER_COLUMNS, last_rev, sa.null())
+    admission = Admission()
+    for row in session.execute(stmt.where(User.id.in_(user_ids))):
+        admission.users[row[0]] = UserState(*row[:-2])
+        admission.last_rev = row[-2] or 0
+        if row[-1] is not None:
+            admission.members.add((row[0], row[-1]))
+    return admission
+
+
+def _refusal(draft: Draft, admission: Admission) -> ServiceError | None:
+    states, members = admission.users, admission.members
+    sender = states.get(draft.sender_id)
+    if sender is None:
+        return ServiceError("unauthorized", "this account no longer exists")
+    try:
+        check_can_post(sender)
+    except ServiceError as refusal:
+        return refusal
+    if draft.room_id is not None and (draft.sender_id, draft.room_id) not in members:
+        return ServiceError("forbidden", f"join {draft.room_name or 'the room'} before posting to it")
+    if draft.recipient_id is not None and draft.recipient_id not in states:
+        return ServiceError("not_found", "no such user")
+    return None
 
 
 def next_rev(session) -> int:
@@ -239,27 +308,13 @@ def _message_dict(
     }
 
 
-def _related(session, batch: list[Draft]) -> tuple[dict[int, dict], dict[int, str]]:
-    """USER payloads of every sender and recipient and the name of every room of the batch,
-    read from the database only where a draft did not bring them."""
-    users: dict[int, dict] = {}
-    room_names: dict[int, str] = {}
-    for draft in batch:
-        if draft.sender is not None:
-            users[draft.sender_id] = draft.sender
-        if draft.recipient is not None and draft.recipient_id is not None:
-            users[draft.recipient_id] = draft.recipient
-        if draft.room_name is not None and draft.room_id is not None:
-            room_names[draft.room_id] = draft.room_name
-    user_ids = {d.sender_id for d in batch} | {d.recipient_id for d in batch if d.recipient_id}
-    missing_users = user_ids - users.keys()
-    if missing_users:
-        rows = session.execute(sa.select(User.id, User.username, User.is_admin).where(User.id.in_(missing_users)))
-        users.update({user_id: {"id": user_id, "username": name, "is_admin": admin} for user_id, name, admin in rows})
+def _room_names(session, batch: list[Draft]) -> dict[int, str]:
+    """The name of every room of the batch, read from the database only where a draft did not bring it."""
+    room_names = {d.room_id: d.room_name for d in batch if d.room_id is not None and d.room_name is not None}
     missing_rooms = {d.room_id for d in batch if d.room_id} - room_names.keys()
     if missing_rooms:
         room_names.update(session.execute(sa.select(Room.id, Room.name).where(Room.id.in_(missing_rooms))).all())
-    return users, room_names
+    return room_names
 
 
 def _stored_by_client_id(session, batch: list[Draft]) -> dict[tuple[int, str], dict]:
@@ -278,7 +333,10 @@ def _stored_by_client_id(session, batch: list[Draft]) -> dict[tuple[int, str], d
 writer = MessageWriter()
 
 
-def check_can_post(user: User) -> None:
+Poster = User | UserState
+
+
+def check_can_post(user: Poster) -> None:
     """Banned and muted users may not post; the one place those refusals are worded."""
     if user.banned:
         raise ServiceError("banned", "this account is banned")
@@ -289,7 +347,7 @@ def check_can_post(user: User) -> None:
         )
 
 
-def repeated(user: User, client_id) -> Posted | None:
+def repeated(user: Poster, client_id) -> Posted | None:
     """The message an earlier send with this client_id stored, if any.
 
     A retry (after a lost ack, often from a new socket) gets the stored message back
@@ -400,25 +458,50 @@ def _body(body, attachment_ids: list[int]) -> str:
     return validation.body(body)
 
 
-def post_room_message(
-    user: User, room_name, body, client_id=None, *, reply_to=None, attachments=None, actor_sid=None
-) -> Posted:
-    earlier = repeated(user, client_id)
-    if earlier is not None:
+def _or_repeated(user: Poster, client_id, post):
+    """Run ``post``; a refused send whose client_id an earlier send stored gets that message back.
+
+    A retry (after a lost ack, often from a new socket) gets the stored message whatever its new
+    payload; a retry with a payload still valid is answered by the writer's own client_id check, so
+    only a refusal costs this lookup.
+    """
+    try:
+        return post()
+    except ServiceError:
+        try:
+            earlier = repeated(user, client_id)
+        except ServiceError:
+            earlier = None
+        if earlier is None:
+            raise
         return earlier
+
+
+def post_room_message(
+    user: Poster, room_name, body, client_id=None, *, reply_to=None, attachments=None, actor_sid=None
+) -> Posted:
+    return _or_repeated(
+        user,
+        client_id,
+        lambda: _post_room_message(user, room_name, body, client_id, reply_to, attachments, actor_sid),
+    )
+
+
+def _post_room_message(user: Poster, room_name, body, client_id, reply_to, attachments, actor_sid) -> Posted:
     attachment_ids = files.attachment_ids(attachments)
     text = _body(body, attachment_ids)
     cid = validation.client_id(client_id)
-    room = get_room(room_name)
+    cache = hot_cache()
+    room = cache.room(validation.room_name(room_name))
+    if room is None:
+        raise ServiceError("not_found", f"no room named {room_name}")
     check_can_post(user)
-    if db.session.get(RoomMembership, (user.id, room.id)) is None:
+    if not cache.is_member(user.id, room.id):
         raise ServiceError("forbidden", f"join {room.name} before posting to it")
     reply_to_id = _reply_target(reply_to, room_id=room.id)
     files.check_attachable(user.id, attachment_ids)
     mentions = find_mentions(text)
     mentioned_members = _room_members(room.id, {user_id for user_id, _ in mentions} - {user.id})
-    # Read before the commit expires them: nothing after the write goes back to the database.
-    room_name = room.name
     posted = writer.write(
         Draft(
             sender_id=user.id,
@@ -434,18 +517,33 @@ def post_room_message(
         )
     )
     if not posted.duplicate:
-        notifier().to_room(room_name, "message", posted.message, skip_sid=actor_sid)
+        notifier().to_room(room.name, "message", posted.message, skip_sid=actor_sid)
         _publish_mentions(posted.message, mentioned_members)
     return posted
 
 
 def post_direct_message(
-    user: User, recipient: User, body, client_id=None, *, to_sid=None, reply_to=None, attachments=None, actor_sid=None
+    user: Poster,
+    recipient: Poster,
+    body,
+    client_id=None,
+    *,
+    to_sid=None,
+    reply_to=None,
+    attachments=None,
+    actor_sid=None,
 ) -> Posted:
     """A DM to every socket of ``recipient``, or to exactly the socket ``to_sid``; the sender's other sockets get it too."""
-    earlier = repeated(user, client_id)
-    if earlier is not None:
-        return earlier
+    return _or_repeated(
+        user,
+        client_id,
+        lambda: _post_direct_message(user, recipient, body, client_id, to_sid, reply_to, attachments, actor_sid),
+    )
+
+
+def _post_direct_message(
+    user: Poster, recipient: Poster, body, client_id, to_sid, reply_to, attachments, actor_sid
+) -> Posted:
     attachment_ids = files.attachment_ids(attachments)
     text = _body(body, attachment_ids)
     cid = validation.client_id(client_id)
@@ -681,19 +779,10 @@ def direct_conversations(user_id: int) -> list[dict]:
     return conversations
 
 
-def mark_dm_read(user_id: int, other: User, message_id) -> int:
+def mark_dm_read(user_id: int, other: Poster, message_id) -> int:
     """Move the read marker of the DM conversation with ``other`` forward (never back) to one of its messages."""
     message_id = validation.integer(message_id, "id", minimum=1)
-    with write_transaction() as session:
-        message = session.get(Message, message_id)
-        if message is None or message.dm_pair != dm_pair(user_id, other.id):
-            raise ServiceError("not_found", f"no message {message_id} with {other.username}")
-        marker = session.get(DirectReadMarker, (user_id, other.id))
-        if marker is None:
-            marker = DirectReadMarker(user_id=user_id, other_id=other.id, last_read_id=0)
-            session.add(marker)
-        marker.last_read_id = max(marker.last_read_id, message_id)
-        return marker.last_read_id
+    return read_markers().mark(MarkRequest(user_id, message_id, other_id=other.id, other_name=other.username))
 
 
 def mention_counts(user_id: int) -> dict[str, int]:

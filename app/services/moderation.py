@@ -17,6 +17,7 @@ from app.errors import ServiceError
 from app.extensions import db
 from app.models import AuditEntry, Message, User, isoformat, utcnow
 from app.services import messages, users, validation
+from app.services.hot_cache import changed
 from app.services.notifier import notifier
 
 DEFAULT_MUTE_SECONDS = 3600
@@ -97,6 +98,7 @@ def ban_user(admin_id: int, username, reason=None) -> dict:
         user.ban_reason = reason
         _record(session, admin, "ban", user.username, reason)
         summary = user_summary(user)
+    changed(users=[summary["id"]])
     # Every `/` and `/admin` socket of the user, on every worker.
     notifier().disconnect_user(summary["id"], "banned")
     return summary
@@ -109,7 +111,9 @@ def unban_user(admin_id: int, username) -> dict:
         user.banned = False
         user.ban_reason = None
         _record(session, admin, "unban", user.username)
-        return user_summary(user)
+        summary = user_summary(user)
+    changed(users=[summary["id"]])
+    return summary
 
 
 def mute_user(admin_id: int, username, seconds=None) -> dict:
@@ -122,7 +126,9 @@ def mute_user(admin_id: int, username, seconds=None) -> dict:
             raise ServiceError("forbidden", "you cannot mute yourself")
         user.muted_until = utcnow() + timedelta(seconds=duration)
         _record(session, admin, "mute", user.username, f"{duration} seconds, until {isoformat(user.muted_until)}")
-        return user_summary(user)
+        summary = user_summary(user)
+    changed(users=[summary["id"]])
+    return summary
 
 
 def unmute_user(admin_id: int, username) -> dict:
@@ -131,7 +137,9 @@ def unmute_user(admin_id: int, username) -> dict:
         user = _target_user(session, username)
         user.muted_until = None
         _record(session, admin, "unmute", user.username)
-        return user_summary(user)
+        summary = user_summary(user)
+    changed(users=[summary["id"]])
+    return summary
 
 
 def socket_id(value) -> str:

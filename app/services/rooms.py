@@ -12,7 +12,9 @@ from app.errors import ServiceError
 from app.extensions import db
 from app.models import Mention, Message, Room, RoomMembership, User
 from app.services import validation
+from app.services.hot_cache import changed, hot_cache
 from app.services.notifier import notifier
+from app.services.read_markers import MarkRequest, read_markers
 
 GENERAL = "general"
 MAX_TOPIC = 250
@@ -95,6 +97,7 @@ def join_room(
                 if room.private and not created:
                     raise ServiceError("forbidden", f"{name} is private: ask a member to invite you")
                 session.add(RoomMembership(user_id=user_id, room_id=room.id))
+            changed(rooms=[room.name] if created else [], memberships=[(user_id, room.id)])
             _announce_joined(user_id, room, actor_sid)
             return room, True
         except IntegrityError:
@@ -123,6 +126,7 @@ def invite(user_id: int, name, username) -> tuple[Room, bool]:
         if session.get(RoomMembership, (other_id, room.id)) is not None:
             return room, False
         session.add(RoomMembership(user_id=other_id, room_id=room.id))
+    changed(memberships=[(other_id, room.id)])
     _announce_joined(other_id, room, None)
     return room, True
 
@@ -136,9 +140,10 @@ def set_topic(user_id: int, name, topic) -> Room:
         stored = session.get(Room, room.id)
         if stored is None:
             raise ServiceError("not_found", f"no room named {room.name}")
-        changed = stored.topic != text
+        updated = stored.topic != text
         stored.topic = text
-    if changed:
+    if updated:
+        changed(rooms=[room.name])
         notifier().to_room(room.name, "room_updated", {"room": room_dict(room)})
     return room
 
@@ -168,6 +173,7 @@ def leave_room(user_id: int, name) -> Room:
         session.execute(
             sa.delete(RoomMembership).where(RoomMembership.user_id == user_id, RoomMembership.room_id == room.id)
         )
+    changed(memberships=[(user_id, room.id)])
     notifier().leave_user(user_id, room.name)
     return room
 
@@ -251,21 +257,15 @@ def room_dicts(rooms: list[Room], online_user_ids: set[int]) -> list[dict]:
 
 
 def mark_read(user_id: int, name, message_id) -> int:
-    """Move the member's read marker forward (never back) to a message of the room; returns the marker."""
-    room = get_room(name)
+    """Move the member's read marker forward (never back) to a message of the room; returns the marker.
+
+    Written with the other markers that arrive within a few milliseconds (app/services/read_markers.py).
+    """
+    room = hot_cache().room(validation.room_name(name))
+    if room is None:
+        raise ServiceError("not_found", f"no room named {name}")
     message_id = validation.integer(message_id, "id", minimum=1)
-    with write_transaction() as session:
-        membership = session.get(RoomMembership, (user_id, room.id))
-        if membership is None:
-            raise ServiceError("forbidden", "only members keep a read marker")
-        # Only a real message of this room may move the marker, so no id from the
-        # future can mark messages read before they are written.
-        message = session.get(Message, message_id)
-        if message is None or message.room_id != room.id:
-            raise ServiceError("not_found", f"no message {message_id} in {room.name}")
-        membership.last_read_id = max(membership.last_read_id, message_id)
-        marker = membership.last_read_id
-    return marker
+    return read_markers().mark(MarkRequest(user_id, message_id, room_id=room.id, room_name=room.name))
 
 
 def unread_counts(user_id: int, *, mentions_only: bool = False) -> dict[str, int]:

@@ -17,6 +17,7 @@ from app.extensions import db
 from app.models import RoomMembership, User, isoformat, utcnow
 from app.services import validation
 from app.services.hashing import off_hub
+from app.services.hot_cache import UserState, changed
 from app.services.rooms import ensure_general
 
 TOKEN_SALT = "switchboard-api-token"
@@ -83,7 +84,7 @@ def _dummy_password_hash() -> str:
     return probe.password_hash
 
 
-def ban_message(user: User) -> str:
+def ban_message(user: User | UserState) -> str:
     return f"this account is banned: {user.ban_reason}" if user.ban_reason else "this account is banned"
 
 
@@ -139,6 +140,7 @@ def create_admin(username: str, password: str | None) -> tuple[User, bool]:
         user.is_admin = True
         if password is not None and not created:
             user.set_password(password)
+    changed(users=[user.id])
     return user, created
 
 
@@ -146,6 +148,7 @@ def set_admin(username, is_admin: bool) -> User:
     with write_transaction():
         user = get_user(username)
         user.is_admin = is_admin
+    changed(users=[user.id])
     return user
 
 

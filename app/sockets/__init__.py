@@ -3,10 +3,24 @@
 from flask import Flask
 from flask_socketio import SocketIO
 
+from app.services.hot_cache import EXTENSION_KEY as HOT_CACHE_KEY
+from app.services.hot_cache import HotCache
 from app.services.notifier import EXTENSION_KEY
 from app.services.presence import MemoryPresenceStore, PresenceStore
 from app.services.ratelimit import MemoryRateLimiter, RateLimiter
 from app.sockets.common import FloodGuard, FloodLimits
+
+
+def connect_hot_cache(app: Flask, socketio: SocketIO) -> None:
+    """Invalidations of the per-worker caches reach every worker through the message queue, if there is one."""
+    from app.sockets.message_queue import CatchUpRedisManager
+
+    cache = app.extensions[HOT_CACHE_KEY] = HotCache(app.config["HOT_CACHE_TTL_SECONDS"])
+    manager = socketio.server.manager
+    if isinstance(manager, CatchUpRedisManager):
+        manager.on_invalidation = cache.apply
+        manager.on_resubscribed = cache.clear
+        app.extensions[HOT_CACHE_KEY + ".publish"] = manager.publish_invalidation
 
 
 def init_namespaces(app: Flask, socketio: SocketIO) -> None:
@@ -58,6 +72,7 @@ def init_namespaces(app: Flask, socketio: SocketIO) -> None:
     app.extensions["switchboard.presence"] = presence
     app.extensions["switchboard.rate_limiter"] = limiter
     app.extensions[EXTENSION_KEY] = SocketNotifier(socketio, presence)
+    connect_hot_cache(app, socketio)
     flood_guard = FloodGuard(
         FloodLimits(
             socket_burst=app.config["SOCKET_EVENT_BURST"],

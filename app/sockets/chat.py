@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import sqlalchemy as sa
 from flask import current_app, request
 from flask_socketio import ConnectionRefusedError, join_room
@@ -11,6 +13,7 @@ from app.extensions import db
 from app.files import file_store, upload_limits
 from app.models import User
 from app.services import files, messages, rooms, search, users, validation
+from app.services.hot_cache import UserState, hot_cache
 from app.services.notifier import room_key, user_key
 from app.services.presence import PresenceStore, SocketInfo
 from app.services.ratelimit import RateLimiter
@@ -22,6 +25,8 @@ from app.sockets.common import (
     now_iso,
     transport_of,
 )
+
+Sender = TypeVar("Sender", User, UserState)
 
 
 class ChatNamespace(GuardedNamespace):
@@ -117,12 +122,26 @@ class ChatNamespace(GuardedNamespace):
         return user
 
     def _sender(self) -> User:
-        """The user of a `message`, `dm`, `edit`, `delete`, `react` or `upload`, counted against the send limit.
+        """The user of an `edit`, `delete`, `react` or `upload`, counted against the send limit.
 
         Every attempt that passes authentication counts, malformed ones included; mutes answer
         before the rate limit.
         """
-        user = self._fresh_user()
+        return self._within_send_limit(self._fresh_user())
+
+    def _cached_sender(self) -> UserState:
+        """The user of a `message` or `dm`, as `_sender`, from this worker's cache (app/services/hot_cache.py).
+
+        The writer checks ban and mute again inside the write, so the cache only answers sooner.
+        """
+        user = hot_cache().user(self._me()["id"])
+        if user is None:
+            raise ServiceError("unauthorized", "this account no longer exists")
+        if user.banned:
+            raise ServiceError("banned", users.ban_message(user))
+        return self._within_send_limit(user)
+
+    def _within_send_limit(self, user: Sender) -> Sender:
         within_limit = self.limiter.hit(f"send:{user.id}")
         messages.check_can_post(user)
         if not within_limit:
@@ -214,7 +233,7 @@ class ChatNamespace(GuardedNamespace):
 
     @event_handler
     def on_message(self, data):
-        user = self._sender()
+        user = self._cached_sender()
         data = validation.payload(data)
         posted = messages.post_room_message(
             user,
@@ -229,26 +248,17 @@ class ChatNamespace(GuardedNamespace):
 
     @event_handler
     def on_dm(self, data):
-        user = self._sender()
+        user = self._cached_sender()
         data = validation.payload(data)
-        # A retry must not depend on its recipient's socket still being there.
-        earlier = messages.repeated(user, data.get("client_id"))
-        if earlier is not None:
-            return {"message": earlier.message}
-        to_sid, to_user = data.get("to_sid"), data.get("to_user")
-        if (to_sid is None) == (to_user is None):
-            raise ServiceError("invalid", "give exactly one of to_sid and to_user")
-        if to_sid is not None:
-            if not isinstance(to_sid, str):
-                raise ServiceError("invalid", "to_sid must be a string")
-            target = self.presence.get(to_sid)
-            recipient = db.session.get(User, target.user_id) if target is not None else None
-            if recipient is None:
-                raise ServiceError("not_found", "no connected socket with that sid")
-        else:
-            if not isinstance(to_user, str):
-                raise ServiceError("invalid", "to_user must be a username")
-            recipient = users.get_user(to_user)
+        to_sid = data.get("to_sid")
+        try:
+            recipient = self._recipient(to_sid, data.get("to_user"))
+        except ServiceError:
+            # A retry must not depend on its recipient's socket still being there.
+            earlier = messages.repeated(user, data.get("client_id"))
+            if earlier is not None:
+                return {"message": earlier.message}
+            raise
         posted = messages.post_direct_message(
             user,
             recipient,
@@ -260,6 +270,24 @@ class ChatNamespace(GuardedNamespace):
             actor_sid=request.sid,
         )
         return {"message": posted.message}
+
+    def _recipient(self, to_sid, to_user) -> UserState:
+        if (to_sid is None) == (to_user is None):
+            raise ServiceError("invalid", "give exactly one of to_sid and to_user")
+        if to_sid is not None:
+            if not isinstance(to_sid, str):
+                raise ServiceError("invalid", "to_sid must be a string")
+            target = self.presence.get(to_sid)
+            recipient = hot_cache().user(target.user_id) if target is not None else None
+            if recipient is None:
+                raise ServiceError("not_found", "no connected socket with that sid")
+            return recipient
+        if not isinstance(to_user, str):
+            raise ServiceError("invalid", "to_user must be a username")
+        found = hot_cache().user_by_name(to_user) if validation.USERNAME_RE.fullmatch(to_user) else None
+        if found is None:
+            raise ServiceError("not_found", "no such user")
+        return found
 
     @event_handler
     def on_edit(self, data):
@@ -339,7 +367,9 @@ class ChatNamespace(GuardedNamespace):
             other_name = data.get("user")
             if not isinstance(other_name, str):
                 raise ServiceError("invalid", "user must be a username")
-            other = users.get_user(other_name)
+            other = hot_cache().user_by_name(other_name) if validation.USERNAME_RE.fullmatch(other_name) else None
+            if other is None:
+                raise ServiceError("not_found", "no such user")
             marker = messages.mark_dm_read(me["id"], other, data.get("id"))
             return {"user": other.username, "last_read_id": marker}
         name = validation.room_name(data.get("room"))
@@ -350,9 +380,12 @@ class ChatNamespace(GuardedNamespace):
     def on_typing(self, data):
         data = validation.payload(data)
         me = self._me()
-        room = rooms.get_room(data.get("room"))
+        cache = hot_cache()
+        room = cache.room(validation.room_name(data.get("room")))
+        if room is None:
+            raise ServiceError("not_found", f"no room named {data.get('room')}")
         active = validation.boolean(data.get("active"), "active")
-        if not rooms.is_member(me["id"], room.id):
+        if not cache.is_member(me["id"], room.id):
             raise ServiceError("forbidden", f"join {room.name} first")
         self.socketio.emit(
             "typing",

@@ -14,7 +14,9 @@ Redis coming back.
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Callable
 
 import socketio
 from redis.backoff import NoBackoff
@@ -27,6 +29,13 @@ log = logging.getLogger("switchboard.message_queue")
 RETRY_MIN_SECONDS = 0.25
 RETRY_MAX_SECONDS = 2.0
 
+# Invalidations of the per-worker caches (app/services/hot_cache.py) travel on the same channel as
+# python-socketio's messages, so they keep their order with the emits and disconnects published
+# after them. Each is a JSON string, ``"<tag> <host id> <JSON object>"``, that python-socketio
+# itself would skip (it is not an object with a "method").
+INVALIDATION_TAG = "switchboard-invalidate"
+_INVALIDATION_START = json.dumps(INVALIDATION_TAG + " ")[:-1].encode()
+
 
 class CatchUpRedisManager(socketio.RedisManager):
     """python-socketio's Redis manager, whose listener makes this worker's clients catch up after an outage."""
@@ -35,6 +44,28 @@ class CatchUpRedisManager(socketio.RedisManager):
         # No silent reconnects inside redis-py: every lost subscription must reach the loop below.
         super().__init__(url, channel=channel, redis_options={"retry": Retry(NoBackoff(), 0)})
         self.interruptions = 0
+        # Set by the app: applies another worker's invalidation; drops every entry after an outage.
+        self.on_invalidation: Callable[[dict], None] | None = None
+        self.on_resubscribed: Callable[[], None] | None = None
+
+    def publish_invalidation(self, message: dict) -> None:
+        """Tell every other worker to drop these cache entries (this one already has)."""
+        self._publish(f"{INVALIDATION_TAG} {self.host_id} {json.dumps(message)}")
+
+    def _listen(self):
+        for data in super()._listen():
+            if isinstance(data, bytes) and data.startswith(_INVALIDATION_START):
+                self._apply_invalidation(data)
+                continue
+            yield data
+
+    def _apply_invalidation(self, data: bytes) -> None:
+        try:
+            _tag, host_id, body = json.loads(data).split(" ", 2)
+            if host_id != self.host_id and self.on_invalidation is not None:
+                self.on_invalidation(json.loads(body))
+        except Exception:
+            log.exception("could not apply a cache invalidation from the message queue")
 
     def _redis_listen_with_retries(self):
         delay = RETRY_MIN_SECONDS
@@ -48,6 +79,9 @@ class CatchUpRedisManager(socketio.RedisManager):
                 if interrupted:
                     interrupted = False
                     self.interruptions += 1
+                    if self.on_resubscribed is not None:
+                        # Invalidations published meanwhile never arrived: forget everything cached.
+                        self.on_resubscribed()
                     self.server.start_background_task(self.make_clients_catch_up)
                 delay = RETRY_MIN_SECONDS
                 yield from pubsub.listen()
@@ -74,7 +108,11 @@ def check_internals() -> None:
     listen_code = getattr(listen, "__code__", None)
     if listen_code is None or "_redis_listen_with_retries" not in listen_code.co_names:
         problems.append("RedisManager._listen no longer reads _redis_listen_with_retries")
-    for name in ("_redis_connect", "pubsub", "channel", "server"):
+    thread = getattr(socketio.PubSubManager, "_thread", None)
+    thread_code = getattr(thread, "__code__", None)
+    if thread_code is None or "_listen" not in thread_code.co_names:
+        problems.append("PubSubManager._thread no longer reads _listen")
+    for name in ("_redis_connect", "pubsub", "channel", "server", "host_id", "_publish"):
         if not hasattr(socketio.RedisManager("redis://", channel="probe"), name):
             problems.append(f"missing RedisManager.{name}")
     if problems:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from app.database import write_lock
+from app.database import write_lock, write_transaction
 from app.extensions import db
-from app.models import Message, Room, User
+from app.models import Message, Room, RoomMembership, User, utcnow
 from app.services import messages, users
 
 both_databases = pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
@@ -108,7 +109,7 @@ def test_a_draft_that_cannot_be_stored_fails_alone(app, ctx, people):
         app,
         [
             messages.Draft(sender_id=ann, room_id=general, body="fine", client_id="a-1"),
-            messages.Draft(sender_id=bob, room_id=general + 999, body="no such room", client_id="b-1"),
+            messages.Draft(sender_id=bob, room_id=general, body="no such reply", client_id="b-1", reply_to_id=10**9),
             messages.Draft(sender_id=bob, room_id=general, body="also fine", client_id="b-2"),
         ],
     )
@@ -116,6 +117,34 @@ def test_a_draft_that_cannot_be_stored_fails_alone(app, ctx, people):
     assert isinstance(broken, IntegrityError)
     assert fine.message["body"] == "fine" and also_fine.message["body"] == "also fine"
     assert stored() == [(ann, "a-1", "fine"), (bob, "b-2", "also fine")]
+
+
+@both_databases
+def test_the_write_refuses_banned_muted_and_non_member_senders_whatever_the_caller_checked(app, ctx, people):
+    """Ban, mute and membership as they are inside the ordered write, not as any cache had them."""
+    ann, bob, general = people
+    cat = users.register_user("cat", "password1").id
+    dan = users.register_user("dan", "password1").id
+    with write_transaction() as session:
+        session.execute(sa.update(User).where(User.id == bob).values(banned=True))
+        session.execute(sa.update(User).where(User.id == cat).values(muted_until=utcnow() + timedelta(hours=1)))
+        session.execute(sa.delete(RoomMembership).where(RoomMembership.user_id == dan))
+    answers = run_in_one_batch(
+        app,
+        [
+            messages.Draft(sender_id=ann, room_id=general, body="fine", client_id="a-1", room_name="general"),
+            messages.Draft(sender_id=bob, room_id=general, body="banned", client_id="b-1", room_name="general"),
+            messages.Draft(sender_id=cat, room_id=general, body="muted", client_id="c-1", room_name="general"),
+            messages.Draft(sender_id=dan, room_id=general, body="left", client_id="d-1", room_name="general"),
+            messages.Draft(sender_id=dan, recipient_id=ann, body="a dm is no room's", client_id="d-2"),
+            messages.Draft(sender_id=ann, room_id=general, body="also fine", client_id="a-2", room_name="general"),
+        ],
+    )
+    db.session.rollback()
+    assert [getattr(a, "code", None) for a in answers] == [None, "banned", "muted", "forbidden", None, None]
+    assert answers[0].message["sender"] == {"id": ann, "username": "ann", "is_admin": False}
+    assert answers[4].message["recipient"]["username"] == "ann"
+    assert stored() == [(ann, "a-1", "fine"), (dan, "d-2", "a dm is no room's"), (ann, "a-2", "also fine")]
 
 
 @both_databases
