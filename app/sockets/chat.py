@@ -116,15 +116,16 @@ class ChatNamespace(GuardedNamespace):
             raise ServiceError("banned", users.ban_message(user))
         return user
 
-    def _sender(self) -> User:
+    def _sender(self, *, allow_muted: bool = False) -> User:
         """The user of a `message`, `dm`, `edit`, `delete`, `react` or `upload`, counted against the send limit.
 
         Every attempt that passes authentication counts, malformed ones included; mutes answer
-        before the rate limit.
+        before the rate limit, except where ``allow_muted`` (a muted user may still delete).
         """
         user = self._fresh_user()
         within_limit = self.limiter.hit(f"send:{user.id}")
-        messages.check_can_post(user)
+        if not allow_muted:
+            messages.check_can_post(user)
         if not within_limit:
             raise ServiceError(
                 "rate_limited",
@@ -269,7 +270,7 @@ class ChatNamespace(GuardedNamespace):
 
     @event_handler
     def on_delete(self, data):
-        user = self._sender()
+        user = self._sender(allow_muted=True)
         data = validation.payload(data)
         return {"message": messages.delete_message(user, data.get("id"), actor_sid=request.sid)}
 
