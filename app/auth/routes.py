@@ -12,7 +12,6 @@ from app.errors import ServiceError
 from app.services import users
 from app.services.signin_throttle import SignInThrottled, describe_wait
 
-
 # The `kicked` reason a socket gets when its user signs out.
 SIGNED_OUT_REASON = "signed out"
 

@@ -103,9 +103,7 @@ def credential_stamp(user: User, secret_key: str) -> str:
 def end_sessions(user_id: int, reason: str) -> None:
     """Sign the user out everywhere: every browser session, bearer token and live socket, on every worker."""
     with write_transaction() as session:
-        session.execute(
-            sa.update(User).where(User.id == user_id).values(session_version=User.session_version + 1)
-        )
+        session.execute(sa.update(User).where(User.id == user_id).values(session_version=User.session_version + 1))
     notifier().disconnect_user(user_id, reason)
 
 

@@ -42,9 +42,7 @@ def test_signing_out_on_one_worker_disconnects_the_users_sockets_on_both(transpo
         assert tab.wait_disconnected() == "server disconnect"
     # The copied cookie and the token are refused on either worker; bob carries on.
     for server in (cluster.a, cluster.b):
-        assert open_client(server.url, transport).connect_refused(cookie=cookie)["/"] == [
-            {"message": "unauthorized"}
-        ]
+        assert open_client(server.url, transport).connect_refused(cookie=cookie)["/"] == [{"message": "unauthorized"}]
         page = requests.get(f"{server.url}/", headers={"Cookie": cookie}, allow_redirects=False, timeout=10)
         assert page.status_code == 302 and page.headers["Location"] == "/login?next=/"
         rooms = requests.get(f"{server.url}/api/rooms", headers={"Authorization": f"Bearer {alice.token}"}, timeout=10)
