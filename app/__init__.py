@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import hmac
+import json
 from urllib.parse import quote, urlsplit
 
 from flask import Flask, flash, jsonify, redirect, render_template, request, session, url_for
+from werkzeug.exceptions import SecurityError
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.wsgi import get_host
 
 from app.config import INSTANCE, ROOT, config_from_env
 from app.errors import HTTP_STATUS, error_body
@@ -115,6 +118,11 @@ def register_extensions(app: Flask) -> None:
     if fanout_installable(socketio.server):
         install_timer_pings(socketio.server.eio)
     check_login_session_key(app)
+    if app.config["TRUSTED_HOSTS"]:
+        # Outside the socket layer too, so a foreign Host reaches neither a view nor Engine.IO.
+        app.wsgi_app = trusted_hosts_only(  # type: ignore[method-assign]
+            app.wsgi_app, app.config["TRUSTED_HOSTS"], app.config["SECURITY_HEADERS"]
+        )
     hops = app.config["TRUSTED_PROXIES"]
     if hops:
         # Outermost, so the origin check and every view see the client's scheme, host and address
@@ -122,6 +130,25 @@ def register_extensions(app: Flask) -> None:
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops
         )
+
+
+def trusted_hosts_only(wsgi_app, trusted_hosts: list[str], security_headers: dict[str, str]):
+    """Answer ``400 invalid`` to a request whose Host (as the trusted proxies report it) is not listed."""
+    body = json.dumps(error_body("invalid", "unknown host")).encode()
+    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body))), *security_headers.items()]
+
+    def middleware(environ, start_response):
+        if "HTTP_HOST" in environ:
+            # Host names are case-insensitive; the comparison (werkzeug's, Flask's) is not.
+            environ["HTTP_HOST"] = environ["HTTP_HOST"].lower()
+        try:
+            get_host(environ, trusted_hosts)
+        except SecurityError:
+            start_response("400 Bad Request", headers)
+            return [body]
+        return wsgi_app(environ, start_response)
+
+    return middleware
 
 
 def register_signin_throttle(app: Flask) -> None:

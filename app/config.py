@@ -107,6 +107,9 @@ class Config:
     # How many reverse proxies in front of the server may set X-Forwarded-For/-Proto/-Host.
     # 0 trusts none of them: a client cannot pretend to be another host or address.
     TRUSTED_PROXIES = _env_int("TRUSTED_PROXIES", 0)
+    # Host names this server answers to (comma-separated; ".example.com" takes every subdomain,
+    # the port is not compared); any other Host header gets 400, sockets included. Unset: any host.
+    TRUSTED_HOSTS = _env_list("TRUSTED_HOSTS") or None
     # Sent with every response: no inline script or style, no framing, no MIME sniffing.
     SECURITY_HEADERS = {
         "Content-Security-Policy": (

@@ -42,6 +42,9 @@ class User(Model):
     ban_reason: Mapped[str | None] = mapped_column(sa.String(500))
     muted_until: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Raised by signing out and by a ban: every session and token carries the value it was issued
+    # under (through users.credential_stamp), so raising it ends all of them at once.
+    session_version: Mapped[int] = mapped_column(default=0, server_default="0")
 
     memberships: Mapped[list[RoomMembership]] = relationship(back_populates="user", cascade="all, delete-orphan")
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import io
 import logging
 from urllib.parse import parse_qs
 
 import gevent
+from engineio.payload import Payload
 from geventwebsocket.exceptions import ProtocolError
 from geventwebsocket.websocket import Header, WebSocket
 
@@ -15,6 +19,7 @@ log = logging.getLogger("switchboard.sockets.guard")
 
 # open, close, ping, pong, message, upgrade, noop
 ENGINEIO_PACKET_TYPES = frozenset("0123456")
+RECORD_SEPARATOR = "\x1e"  # between the packets of one long-polling payload
 
 
 class MessageTooLarge(Exception):
@@ -122,13 +127,57 @@ def refuse_oversized_poll(engineio_server, environ: dict, start_response):
     packet to be fetched by a GET; a client with no GET waiting then never gets an answer
     and its request holds a worker connection for good.
     """
+    return end_poll_session(engineio_server, environ, start_response, b"packet too large")
+
+
+def end_poll_session(engineio_server, environ: dict, start_response, explanation: bytes):
+    """400 for this POST, and its Engine.IO session closed at once (the next GET gets 400 too)."""
     sid = parse_qs(environ.get("QUERY_STRING", "")).get("sid", [None])[0]
     session = engineio_server.sockets.get(sid) if sid else None
     if session is not None and not session.closed:
         session.close(wait=False, reason=engineio_server.reason.TRANSPORT_ERROR)
         engineio_server.sockets.pop(sid, None)
     start_response("400 BAD REQUEST", [("Content-Type", "text/plain"), ("Connection", "close")])
-    return [b"packet too large"]
+    return [explanation]
+
+
+def malformed_poll_payload(body: bytes) -> str | None:
+    """Why a long-polling POST body is no Engine.IO payload, or None when it is one.
+
+    Engine.IO decodes a POST outside any handler: text that is no payload (``x``, invalid
+    UTF-8, an empty packet, bad base64, too many packets) became a logged traceback per
+    request and a ``200``, leaving the session open. Checked here as Engine.IO decodes it.
+    """
+    if not body:
+        return "an empty payload"
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return "a payload that is not UTF-8"
+    packets = text.split(RECORD_SEPARATOR)
+    if len(packets) > Payload.max_decode_packets:
+        return f"more than {Payload.max_decode_packets} packets in one payload"
+    for packet in packets:
+        if packet[:1] == "b":
+            try:
+                base64.b64decode(packet[1:])
+            except binascii.Error:
+                return "a binary packet that is not base64"
+        elif not packet or packet[0] not in ENGINEIO_PACKET_TYPES:
+            return f"{packet[:40]!r}, which is no Engine.IO packet"
+    return None
+
+
+def checked_poll(engineio_server, environ: dict, start_response, wsgi_app):
+    """Pass a well-formed long-polling POST on (its body put back), refuse any other."""
+    body = environ["wsgi.input"].read(content_length(environ))
+    problem = malformed_poll_payload(body)
+    if problem is not None:
+        if log_budget.allow():
+            log.warning("closing a long-polling session that posted %s", problem)
+        return end_poll_session(engineio_server, environ, start_response, b"not an Engine.IO payload")
+    environ["wsgi.input"] = io.BytesIO(body)
+    return wsgi_app(environ, start_response)
 
 
 def refuse_handshake(environ, start_response):
@@ -169,12 +218,10 @@ def limit_packet_sizes(
         websocket = environ.get("wsgi.websocket")
         if type(websocket) is WebSocket:
             websocket.__class__ = bounded_class
-        elif (
-            environ.get("REQUEST_METHOD") == "POST"
-            and environ.get("PATH_INFO", "").rstrip("/") == socketio_path
-            and content_length(environ) > max_bytes
-        ):
-            return refuse_oversized_poll(engineio_server, environ, start_response)
+        elif environ.get("REQUEST_METHOD") == "POST" and environ.get("PATH_INFO", "").rstrip("/") == socketio_path:
+            if content_length(environ) > max_bytes:
+                return refuse_oversized_poll(engineio_server, environ, start_response)
+            return checked_poll(engineio_server, environ, start_response, wsgi_app)
         return wsgi_app(environ, start_response)
 
     return middleware

@@ -231,3 +231,18 @@ def test_a_flask_login_that_moved_the_user_id_stops_the_start(app, monkeypatch):
     monkeypatch.setattr(common, "LOGIN_SESSION_USER_ID", "_moved")
     with pytest.raises(RuntimeError, match="Flask-Login no longer stores"):
         common.check_login_session_key(app)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"x", b"4x\x1e", b"\x1e", b"\xff\xfe", b"bnot base64!", "\x1e".join(["3"] * 17).encode(), b"d=42"],
+    ids=repr,
+)
+def test_a_long_polling_body_that_is_no_engineio_payload_is_named(body):
+    assert packet_limits.malformed_poll_payload(body) is not None
+
+
+@pytest.mark.parametrize("body", [b"3", b'40{"token":"t"}', b"4x", b'42["who",{}]\x1e3', b"bAAEC", '42["ü"]'.encode()])
+def test_an_engineio_payload_passes_the_long_polling_check(body):
+    """Malformed Socket.IO inside a well-formed Engine.IO packet (``4x``) is the socket guard's to answer."""
+    assert packet_limits.malformed_poll_payload(body) is None

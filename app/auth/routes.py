@@ -12,6 +12,9 @@ from app.errors import ServiceError
 from app.services import users
 from app.services.signin_throttle import SignInThrottled, describe_wait
 
+# The `kicked` reason a socket gets when its user signs out.
+SIGNED_OUT_REASON = "signed out"
+
 
 def _safe_next(target: str | None) -> str:
     """Only same-site relative paths are followed after sign-in."""
@@ -86,6 +89,9 @@ def login():
 def logout():
     form = LogoutForm()
     if form.validate_on_submit():
+        if current_user.is_authenticated:
+            # Signing out signs out every device: the copied cookie, the bearer tokens, the open sockets.
+            users.end_sessions(current_user.id, SIGNED_OUT_REASON)
         logout_user()
         flash("You have signed out.", "info")
     return redirect(url_for("auth.login"))

@@ -96,6 +96,8 @@ def ban_user(admin_id: int, username, reason=None) -> dict:
             raise ServiceError("forbidden", "you cannot ban yourself")
         user.banned = True
         user.ban_reason = reason
+        # Ends every session and token: unbanning later does not bring them back.
+        user.session_version = User.session_version + 1
         _record(session, admin, "ban", user.username, reason)
         summary = user_summary(user)
     changed(users=[summary["id"]])

@@ -18,6 +18,7 @@ from app.models import RoomMembership, User, isoformat, utcnow
 from app.services import validation
 from app.services.hashing import off_hub
 from app.services.hot_cache import UserState, changed
+from app.services.notifier import notifier
 from app.services.rooms import ensure_general
 
 TOKEN_SALT = "switchboard-api-token"
@@ -89,10 +90,22 @@ def ban_message(user: User | UserState) -> str:
 
 
 def credential_stamp(user: User, secret_key: str) -> str:
-    """Changes whenever the password does (a new hash has a new salt): sessions and tokens carry it,
-    so setting a password ends every session and token issued before."""
-    digest = hmac.new(secret_key.encode(), user.password_hash.encode(), hashlib.sha256)
+    """Changes whenever the password does (a new hash has a new salt) and whenever the session
+    version is raised (sign-out, ban): sessions and tokens carry it, so either ends every session
+    and token issued before."""
+    material = user.password_hash
+    if user.session_version:
+        # Version 0 stamps as before the version existed: upgrading signs nobody out.
+        material += f"\x00{user.session_version}"
+    digest = hmac.new(secret_key.encode(), material.encode(), hashlib.sha256)
     return digest.hexdigest()[:24]
+
+
+def end_sessions(user_id: int, reason: str) -> None:
+    """Sign the user out everywhere: every browser session, bearer token and live socket, on every worker."""
+    with write_transaction() as session:
+        session.execute(sa.update(User).where(User.id == user_id).values(session_version=User.session_version + 1))
+    notifier().disconnect_user(user_id, reason)
 
 
 def issue_token(user: User, secret_key: str, ttl_seconds: int) -> dict:
@@ -116,10 +129,11 @@ def user_from_token(token, secret_key: str, ttl_seconds: int) -> User:
     user = db.session.get(User, uid) if type(uid) is int and 0 < uid <= validation.MAX_INTEGER else None
     if user is None:
         raise ServiceError("unauthorized", "the token is not valid")
-    if not hmac.compare_digest(str(data.get("stamp")), credential_stamp(user, secret_key)):
-        raise ServiceError("unauthorized", "the token was revoked: the password has changed since")
+    # While the ban lasts it is the answer; once lifted, the token stays revoked by the ban's new version.
     if user.banned:
         raise ServiceError("banned", ban_message(user))
+    if not hmac.compare_digest(str(data.get("stamp")), credential_stamp(user, secret_key)):
+        raise ServiceError("unauthorized", "the token was revoked: signed out, banned or the password changed since")
     return user
 
 

@@ -121,13 +121,13 @@ class ChatNamespace(GuardedNamespace):
             raise ServiceError("banned", users.ban_message(user))
         return user
 
-    def _sender(self) -> User:
+    def _sender(self, *, allow_muted: bool = False) -> User:
         """The user of an `edit`, `delete`, `react` or `upload`, counted against the send limit.
 
         Every attempt that passes authentication counts, malformed ones included; mutes answer
-        before the rate limit.
+        before the rate limit, except where ``allow_muted`` (a muted user may still delete).
         """
-        return self._within_send_limit(self._fresh_user())
+        return self._within_send_limit(self._fresh_user(), allow_muted=allow_muted)
 
     def _cached_sender(self) -> UserState:
         """The user of a `message` or `dm`, as `_sender`, from this worker's cache (app/services/hot_cache.py).
@@ -141,9 +141,10 @@ class ChatNamespace(GuardedNamespace):
             raise ServiceError("banned", users.ban_message(user))
         return self._within_send_limit(user)
 
-    def _within_send_limit(self, user: Sender) -> Sender:
+    def _within_send_limit(self, user: Sender, *, allow_muted: bool = False) -> Sender:
         within_limit = self.limiter.hit(f"send:{user.id}")
-        messages.check_can_post(user)
+        if not allow_muted:
+            messages.check_can_post(user)
         if not within_limit:
             raise ServiceError(
                 "rate_limited",
@@ -297,7 +298,7 @@ class ChatNamespace(GuardedNamespace):
 
     @event_handler
     def on_delete(self, data):
-        user = self._sender()
+        user = self._sender(allow_muted=True)
         data = validation.payload(data)
         return {"message": messages.delete_message(user, data.get("id"), actor_sid=request.sid)}
 

@@ -1409,9 +1409,20 @@ function showKicked(reason) {
   if (!banned) ui.reconnect.focus();
 }
 
+let signingOut = false;
+document.querySelector('form[action="/logout"]')?.addEventListener("submit", () => {
+  signingOut = true;
+});
+
 socket.on("kicked", ({ reason } = {}) => {
   // The server disconnects right after; this page must not dial back in on its own.
   socket.io.reconnection(false);
+  if (reason === "signed out") {
+    // Signing out on any device signs out every device: this page's session is over too.
+    // The page whose own Sign out button did it is already on its way to /login.
+    if (!signingOut) window.location.assign("/");
+    return;
+  }
   showKicked(String(reason || "removed by an admin"));
 });
 

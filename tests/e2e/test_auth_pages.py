@@ -123,3 +123,27 @@ def test_403_and_404_are_styled_pages_that_lead_back(mode_context, mode, artifac
         page.get_by_role("link", name="Back to the chat").click()
         expect(page).to_have_url(re.compile(r"/(#.*)?$"))
         wait_connected(page)
+
+
+def test_signing_out_in_one_tab_signs_out_the_other_tabs_and_devices(shared_server, make_context):
+    laptop = make_context(shared_server.url)
+    first_tab = laptop.new_page()
+    username = new_username("erin")
+    register(first_tab, username)
+    wait_connected(first_tab)
+    second_tab = laptop.new_page()
+    second_tab.goto("/")
+    wait_connected(second_tab)
+    phone = make_context(shared_server.url).new_page()
+    sign_in(phone, username)
+    wait_connected(phone)
+
+    first_tab.get_by_role("button", name="Sign out").click()
+
+    expect(first_tab).to_have_url(re.compile(r"/login$"))
+    # Both tabs share one cookie jar, so either may show the "signed out" notice.
+    expect(second_tab).to_have_url(re.compile(r"/login\?next=/$"))
+    expect(phone).to_have_url(re.compile(r"/login\?next=/$"))
+    expect(phone.get_by_role("status")).to_contain_text("Please sign in to chat.")
+    phone.goto("/")
+    expect(phone).to_have_url(re.compile(r"/login\?next=/$"))

@@ -18,6 +18,7 @@ import pytest
 import redis
 import requests
 import socketio
+import websocket
 
 from tests.integration.recording_client import RecordingClient
 from tests.support import api, components
@@ -26,6 +27,8 @@ from tests.support.live_server import ROOT, LiveServer, free_port
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.redis]
 
 SITE_CONFIG = ROOT / "deploy" / "nginx.conf"
+# The tests reach nginx and the servers as http://127.0.0.1:<port>.
+PUBLIC_HOST = "127.0.0.1"
 WAIT_SECONDS = 10.0
 
 
@@ -44,9 +47,13 @@ def site_config(upstreams: list[str], port: int) -> str:
     first = server_line.search(text)
     ours = "".join(f"    server {upstream};\n" for upstream in upstreams)
     text = text[: first.start()] + ours + server_line.sub("", text[first.start() :])
-    text, listens = re.subn(r"^([ \t]*)listen 80;", rf"\1listen 127.0.0.1:{port};", text, flags=re.M)
-    assert listens == 1
-    return text
+    text, listens = re.subn(
+        r"^([ \t]*)listen 80( default_server)?;", rf"\1listen 127.0.0.1:{port}\2;", text, flags=re.M
+    )
+    assert listens == 2
+    # What the nginx image's template step writes in (PUBLIC_HOST in docker-compose.yml).
+    assert "server_name ${PUBLIC_HOST};" in text
+    return text.replace("${PUBLIC_HOST}", PUBLIC_HOST)
 
 
 def main_config(directory: Path) -> str:
@@ -121,6 +128,7 @@ def proxy(tmp_path_factory) -> Iterator[Proxy]:
         "ACCESS_LOG": "-",
         "UPLOAD_DIR": str(directory / "uploads"),
         "TRUSTED_PROXIES": "1",
+        "TRUSTED_HOSTS": PUBLIC_HOST,
     }
     servers: list[LiveServer] = []
     process = None
@@ -284,6 +292,53 @@ def test_security_headers_pass_through_nginx_and_redirects_stay_relative(proxy):
         assert response.headers["X-Content-Type-Options"] == "nosniff", path
         assert response.headers["Referrer-Policy"] == "same-origin", path
 
-    redirect = requests.get(proxy.url + "/", headers={"Host": "evil.example"}, allow_redirects=False, timeout=10)
+    redirect = requests.get(proxy.url + "/", allow_redirects=False, timeout=10)
     assert redirect.status_code == 302
     assert redirect.headers["Location"] == "/login?next=/"
+
+
+@pytest.mark.parametrize("path", ["/", "/healthz", "/login", "/socket.io/?EIO=4&transport=polling"])
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:80", ""])
+def test_nginx_answers_400_to_another_host_and_never_forwards_it(proxy, path, host):
+    probe = uuid.uuid4().hex
+    separator = "&" if "?" in path else "?"
+    response = requests.get(
+        f"{proxy.url}{path}{separator}probe={probe}", headers={"Host": host}, allow_redirects=False, timeout=10
+    )
+    assert response.status_code == 400
+    eventually(lambda: proxy.upstreams_of(probe), "the access log line")
+    assert proxy.upstreams_of(probe) == ["-"]
+
+
+def websocket_opens(base_url: str, **options) -> bool:
+    """Whether a websocket handshake gets as far as the Engine.IO open packet."""
+    url = f"{base_url.replace('http://', 'ws://')}/socket.io/?EIO=4&transport=websocket"
+    try:
+        ws = websocket.create_connection(url, timeout=WAIT_SECONDS, suppress_origin=True, **options)
+    except websocket.WebSocketBadStatusException as refused:
+        assert refused.status_code == 400
+        return False
+    try:
+        packet = ws.recv()
+        return bool(packet) and packet.startswith("0{")
+    except (websocket.WebSocketConnectionClosedException, ConnectionError):
+        return False
+    finally:
+        ws.close()
+        ws.shutdown()
+
+
+def test_a_websocket_for_another_host_is_refused_by_nginx_and_by_the_app(proxy):
+    """nginx refuses it with 400; an instance reached directly never opens it either (TRUSTED_HOSTS)."""
+    for base in (proxy.url, proxy.servers[0].url):
+        assert not websocket_opens(base, host="evil.example"), base
+        assert websocket_opens(base), base
+    with pytest.raises(websocket.WebSocketBadStatusException):
+        websocket.create_connection(
+            f"{proxy.url.replace('http://', 'ws://')}/socket.io/?EIO=4&transport=websocket",
+            host="evil.example",
+            timeout=WAIT_SECONDS,
+            suppress_origin=True,
+        )
+    direct = requests.get(f"{proxy.servers[0].url}/healthz", headers={"Host": "evil.example"}, timeout=10)
+    assert direct.status_code == 400 and direct.json()["error"]["code"] == "invalid"

@@ -159,7 +159,11 @@ def test_token_of_a_banned_user_is_refused_with_banned(ctx):
         users.user_from_token(token, SECRET, TTL)
     assert refused.value.code == "banned"
     unban("ann")
-    assert users.user_from_token(token, SECRET, TTL).id == user.id
+    # The ban revoked it for good: unbanning does not bring it back, a new token works.
+    with pytest.raises(ServiceError) as revoked:
+        users.user_from_token(token, SECRET, TTL)
+    assert revoked.value.code == "unauthorized"
+    assert users.user_from_token(users.issue_token(user, SECRET, TTL)["token"], SECRET, TTL).id == user.id
 
 
 def test_create_admin_creates_then_promotes(ctx):

@@ -121,6 +121,21 @@ class LiveServer:
         self.process.wait(timeout=10)
         self.process = None
 
+    def worker_pids(self) -> list[int]:
+        """The gunicorn workers under this server's master process."""
+        assert self.process is not None
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
+        return [int(pid) for pid in children]
+
+    def worker_rss_kb(self) -> int:
+        """Resident memory of the workers together, in KiB (Linux /proc)."""
+        total = 0
+        for pid in self.worker_pids():
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        return total
+
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
