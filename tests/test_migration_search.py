@@ -44,14 +44,27 @@ def test_upgrade_indexes_existing_messages_and_downgrade_removes_the_index(empty
     )
     flask_db(empty_database, "upgrade", "0002")
     with app.app_context():
-        ann = users.register_user("ann", "correct horse battery")
+        # Rows as a database at 0002 holds them: written in SQL, since today's models have later columns.
+        db.session.execute(
+            sa.text(
+                "INSERT INTO users (username, username_key, password_hash, is_admin, banned, created_at) "
+                "VALUES ('ann', 'ann', 'not-a-hash', false, false, CURRENT_TIMESTAMP)"
+            )
+        )
+        ann_id = db.session.scalar(sa.text("SELECT id FROM users WHERE username_key = 'ann'"))
         room_id = db.session.scalar(sa.text("SELECT id FROM rooms WHERE name = 'general'"))
+        db.session.execute(
+            sa.text(
+                "INSERT INTO room_memberships (user_id, room_id, joined_at) VALUES (:user, :room, CURRENT_TIMESTAMP)"
+            ),
+            {"user": ann_id, "room": room_id},
+        )
         db.session.execute(
             sa.text(
                 "INSERT INTO messages (room_id, sender_id, body, created_at, deleted, rev) "
                 "VALUES (:room, :sender, 'Written before the index, by Zoë', CURRENT_TIMESTAMP, false, 1)"
             ),
-            {"room": room_id, "sender": ann.id},
+            {"room": room_id, "sender": ann_id},
         )
         db.session.commit()
         db.session.remove()

@@ -23,5 +23,6 @@ def upgrade():
 
 
 def downgrade():
-    with op.batch_alter_table('users', schema=None) as batch_op:
-        batch_op.drop_column('session_version')
+    # SQLite drops the column in place (3.35+): a batch rebuild would drop and copy `users`, which
+    # foreign keys from every other table refuse while the app's connections enforce them.
+    op.drop_column('users', 'session_version')
