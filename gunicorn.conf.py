@@ -13,15 +13,38 @@ BODY_TIMEOUT_SECONDS = float(os.environ.get("HTTP_BODY_TIMEOUT_SECONDS", 60))
 
 
 class TimedWebSocketHandler(WebSocketHandler):
-    """gevent-websocket's handler with read timeouts; a websocket, once upgraded, has Engine.IO's pings."""
+    """gevent-websocket's handler with read timeouts; a websocket, once upgraded, has Engine.IO's pings.
+
+    The worker's open connections are kept in ``open_connections``, so that a stopping worker can
+    end them (``app.sockets.connections.close_all_when_stopping``): once ``stopping`` is set, no
+    connection is kept alive after the request it is serving.
+    """
+
+    open_connections: set = set()
+    stopping = False
+    # True while the connection waits for the line of its next request (kept alive, idle).
+    waiting_for_request = False
+
+    def handle(self):
+        self.open_connections.add(self)
+        try:
+            super().handle()
+        finally:
+            self.open_connections.discard(self)
 
     def read_requestline(self):
         self.socket.settimeout(HEADER_TIMEOUT_SECONDS)
-        return super().read_requestline()
+        self.waiting_for_request = True
+        try:
+            return super().read_requestline()
+        finally:
+            self.waiting_for_request = False
 
     def read_request(self, raw_requestline):
         result = super().read_request(raw_requestline)
         self.socket.settimeout(None if self._connection_upgrade_requested() else BODY_TIMEOUT_SECONDS)
+        if self.stopping:
+            self.close_connection = True
         return result
 
 
@@ -67,4 +90,4 @@ def post_worker_init(worker):
 
     from app.sockets.connections import close_all_when_stopping
 
-    gevent.spawn(close_all_when_stopping, worker, worker.wsgi)
+    gevent.spawn(close_all_when_stopping, worker, worker.wsgi, TimedWebSocketHandler)
