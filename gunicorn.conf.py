@@ -5,6 +5,8 @@ import os
 from geventwebsocket.gunicorn.workers import GeventWebSocketWorker
 from geventwebsocket.handler import WebSocketHandler
 
+import logjson
+
 # A client gets this long to send a request's line and headers (also: how long an idle
 # keep-alive connection is kept), and this long for each read or write of a body after
 # them. Without them a client that trickles its headers holds a connection for good.
@@ -64,10 +66,16 @@ timeout = 60
 accesslog = os.environ.get("ACCESS_LOG") or None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info")
+# LOG_FORMAT=json: gunicorn's own lines (start, workers booting and exiting, signals) are JSON too.
+JSON_LOGS = os.environ.get("LOG_FORMAT", "text").strip().lower() == "json"
+if JSON_LOGS:
+    logconfig_dict = logjson.gunicorn_logconfig(loglevel)
 
 
 def on_starting(server):
     """Metrics of several workers add up through files in PROMETHEUS_MULTIPROC_DIR: start from none."""
+    if JSON_LOGS:
+        logjson.route_stray_output()
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if directory:
         os.makedirs(directory, exist_ok=True)
@@ -89,5 +97,8 @@ def post_worker_init(worker):
     import gevent
 
     from app.sockets.connections import close_all_when_stopping
+
+    if JSON_LOGS:
+        logjson.route_stray_output(greenlets=True)
 
     gevent.spawn(close_all_when_stopping, worker, worker.wsgi, TimedWebSocketHandler)

@@ -11,7 +11,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from app.config import INSTANCE, ROOT, config_from_env
 from app.errors import HTTP_STATUS, error_body
 from app.extensions import csrf, db, login_manager, migrate, socketio
-from app.logs import configure_logging
+from app.logs import configure_logging, library_logger
 
 
 def create_app(config: type | dict | None = None) -> Flask:
@@ -79,8 +79,8 @@ def register_extensions(app: Flask) -> None:
         "async_mode": app.config["SOCKETIO_ASYNC_MODE"],
         "cors_allowed_origins": origin_checker(app.config["CHAT_ALLOWED_ORIGINS"]),
         "max_http_buffer_size": app.config["MAX_PACKET_BYTES"],
-        "logger": app.config["SOCKETIO_LOGGER"],
-        "engineio_logger": False,
+        "logger": library_logger("socketio.server", app.config["SOCKETIO_LOGGER"]),
+        "engineio_logger": library_logger("engineio.server", False),
     }
     if app.config["REDIS_URL"]:
         from app.sockets.message_queue import CatchUpRedisManager
