@@ -184,6 +184,7 @@ def register_namespaces(app: Flask) -> None:
 def register_error_handlers(app: Flask) -> None:
     from werkzeug.exceptions import HTTPException
 
+    from app.database import STORAGE_PROBLEMS, storage_problem
     from app.errors import ServiceError
 
     code_for_status = {status: code for code, status in HTTP_STATUS.items() if code not in ("muted", "banned")}
@@ -219,10 +220,14 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def unexpected_error(error: Exception):
-        app.logger.exception("unhandled error on %s %s", request.method, request.path)
         db.session.rollback()
+        problem = storage_problem(error)
+        if problem is not None:
+            app.logger.error("%s %s: %s", request.method, request.path, STORAGE_PROBLEMS[problem])
+        else:
+            app.logger.exception("unhandled error on %s %s", request.method, request.path)
         if wants_json():
-            return jsonify(error_body("internal", "internal server error")), 500
+            return jsonify(error_body("internal", STORAGE_PROBLEMS.get(problem or "", "internal server error"))), 500
         return error_page(500)
 
 
