@@ -5,6 +5,8 @@ import os
 from geventwebsocket.gunicorn.workers import GeventWebSocketWorker
 from geventwebsocket.handler import WebSocketHandler
 
+import logjson
+
 # A client gets this long to send a request's line and headers (also: how long an idle
 # keep-alive connection is kept), and this long for each read or write of a body after
 # them. Without them a client that trickles its headers holds a connection for good.
@@ -19,7 +21,24 @@ READ_BUFFER_BYTES = int(os.environ.get("HTTP_READ_BUFFER_BYTES", 1024))
 
 
 class TimedWebSocketHandler(WebSocketHandler):
-    """gevent-websocket's handler with read timeouts; a websocket, once upgraded, has Engine.IO's pings."""
+    """gevent-websocket's handler with read timeouts; a websocket, once upgraded, has Engine.IO's pings.
+
+    The worker's open connections are kept in ``open_connections``, so that a stopping worker can
+    end them (``app.sockets.connections.close_all_when_stopping``): once ``stopping`` is set, no
+    connection is kept alive after the request it is serving.
+    """
+
+    open_connections: set = set()
+    stopping = False
+    # True while the connection waits for the line of its next request (kept alive, idle).
+    waiting_for_request = False
+
+    def handle(self):
+        self.open_connections.add(self)
+        try:
+            super().handle()
+        finally:
+            self.open_connections.discard(self)
 
     def __init__(self, sock, address, server, rfile=None):
         super().__init__(sock, address, server, rfile)
@@ -29,11 +48,17 @@ class TimedWebSocketHandler(WebSocketHandler):
 
     def read_requestline(self):
         self.socket.settimeout(HEADER_TIMEOUT_SECONDS)
-        return super().read_requestline()
+        self.waiting_for_request = True
+        try:
+            return super().read_requestline()
+        finally:
+            self.waiting_for_request = False
 
     def read_request(self, raw_requestline):
         result = super().read_request(raw_requestline)
         self.socket.settimeout(None if self._connection_upgrade_requested() else BODY_TIMEOUT_SECONDS)
+        if self.stopping:
+            self.close_connection = True
         return result
 
 
@@ -53,10 +78,16 @@ timeout = 60
 accesslog = os.environ.get("ACCESS_LOG") or None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info")
+# LOG_FORMAT=json: gunicorn's own lines (start, workers booting and exiting, signals) are JSON too.
+JSON_LOGS = os.environ.get("LOG_FORMAT", "text").strip().lower() == "json"
+if JSON_LOGS:
+    logconfig_dict = logjson.gunicorn_logconfig(loglevel)
 
 
 def on_starting(server):
     """Metrics of several workers add up through files in PROMETHEUS_MULTIPROC_DIR: start from none."""
+    if JSON_LOGS:
+        logjson.route_stray_output()
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if directory:
         os.makedirs(directory, exist_ok=True)
@@ -79,4 +110,7 @@ def post_worker_init(worker):
 
     from app.sockets.connections import close_all_when_stopping
 
-    gevent.spawn(close_all_when_stopping, worker, worker.wsgi)
+    if JSON_LOGS:
+        logjson.route_stray_output(greenlets=True)
+
+    gevent.spawn(close_all_when_stopping, worker, worker.wsgi, TimedWebSocketHandler)

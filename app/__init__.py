@@ -14,7 +14,7 @@ from werkzeug.wsgi import get_host
 from app.config import INSTANCE, ROOT, config_from_env
 from app.errors import HTTP_STATUS, error_body
 from app.extensions import csrf, db, login_manager, migrate, socketio
-from app.logs import configure_logging
+from app.logs import configure_logging, library_logger
 
 
 def create_app(config: type | dict | None = None) -> Flask:
@@ -83,8 +83,8 @@ def register_extensions(app: Flask) -> None:
         "async_mode": app.config["SOCKETIO_ASYNC_MODE"],
         "cors_allowed_origins": origin_checker(app.config["CHAT_ALLOWED_ORIGINS"]),
         "max_http_buffer_size": app.config["MAX_PACKET_BYTES"],
-        "logger": app.config["SOCKETIO_LOGGER"],
-        "engineio_logger": False,
+        "logger": library_logger("socketio.server", app.config["SOCKETIO_LOGGER"]),
+        "engineio_logger": library_logger("engineio.server", False),
         "ping_interval": app.config["SOCKET_PING_INTERVAL_SECONDS"],
         "ping_timeout": app.config["SOCKET_PING_TIMEOUT_SECONDS"],
     }
@@ -217,6 +217,7 @@ def register_namespaces(app: Flask) -> None:
 def register_error_handlers(app: Flask) -> None:
     from werkzeug.exceptions import HTTPException
 
+    from app.database import STORAGE_PROBLEMS, storage_problem
     from app.errors import ServiceError
 
     code_for_status = {status: code for code, status in HTTP_STATUS.items() if code not in ("muted", "banned")}
@@ -252,10 +253,14 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def unexpected_error(error: Exception):
-        app.logger.exception("unhandled error on %s %s", request.method, request.path)
         db.session.rollback()
+        problem = storage_problem(error)
+        if problem is not None:
+            app.logger.error("%s %s: %s", request.method, request.path, STORAGE_PROBLEMS[problem])
+        else:
+            app.logger.exception("unhandled error on %s %s", request.method, request.path)
         if wants_json():
-            return jsonify(error_body("internal", "internal server error")), 500
+            return jsonify(error_body("internal", STORAGE_PROBLEMS.get(problem or "", "internal server error"))), 500
         return error_page(500)
 
 

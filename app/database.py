@@ -18,11 +18,18 @@ Three rules keep "every message with id > N" (``sync``) exact and free of "datab
 
 File databases use WAL with synchronous=FULL: an acknowledged message survives a killed
 server and a power cut alike.
+
+A write that fails because the database's disk is full or the database cannot be written
+(a read-only file or file system, a read-only PostgreSQL) marks the storage unwritable in
+``STORAGE`` until a write succeeds again; ``/healthz`` then proves a write (``probe_write``)
+before it answers 200. Such a failure rolls back like any other: SQLite and PostgreSQL keep
+the database whole, and nothing unacknowledged was stored.
 """
 
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -38,9 +45,59 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 _write_lock = threading.RLock()
 
 
+# What a client is told (as the message of an ``internal`` error) when its write could not be stored.
+STORAGE_PROBLEMS = {
+    "full": "the server cannot store anything right now: its database disk is full",
+    "read_only": "the server cannot store anything right now: its database is read-only",
+}
+# PostgreSQL's SQLSTATEs: disk_full, read_only_sql_transaction.
+STORAGE_SQLSTATES = {"53100": "full", "25006": "read_only"}
+
+
+def storage_problem(error: BaseException | None) -> str | None:
+    """``full`` or ``read_only`` when ``error`` (a driver's, or SQLAlchemy's wrapping it) says the
+    database cannot be written for want of space or of write access; None for anything else."""
+    original = getattr(error, "orig", None) or error
+    if original is None:
+        return None
+    sqlstate = getattr(original, "sqlstate", None)
+    if sqlstate in STORAGE_SQLSTATES:
+        return STORAGE_SQLSTATES[sqlstate]
+    text = str(original).lower()
+    if "database or disk is full" in text or "no space left on device" in text:
+        return "full"
+    if "readonly database" in text or "read-only file system" in text:
+        return "read_only"
+    return None
+
+
+@dataclass
+class StorageHealth:
+    """Whether this process's last write to the database worked: None before its first write."""
+
+    writable: bool | None = None
+    problem: str | None = None
+
+    def wrote(self) -> None:
+        self.writable, self.problem = True, None
+
+    def failed(self, problem: str) -> None:
+        self.writable, self.problem = False, problem
+
+
+STORAGE = StorageHealth()
+
+
 def configure_engine(engine: Engine) -> None:
     if engine.dialect.name != "sqlite":
         return
+
+    @event.listens_for(engine, "handle_error")
+    def _reopen_when_read_only(context):
+        # A connection that opened a read-only file stays read-only after the file is made writable
+        # again: drop it, so the next write opens the file afresh.
+        if storage_problem(context.original_exception) == "read_only":
+            context.is_disconnect = True
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):
@@ -84,9 +141,24 @@ def write_transaction(*, ordered: bool = False) -> Iterator[Session]:
                 session.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MESSAGE_LOCK_KEY})
             yield session
             session.commit()
-        except BaseException:
+        except BaseException as error:
             session.rollback()
+            problem = storage_problem(error)
+            if problem is not None:
+                STORAGE.failed(problem)
             raise
+        STORAGE.wrote()
+
+
+def probe_write() -> None:
+    """Commit a write that changes nothing (SQLite rewrites its header's user_version; PostgreSQL
+    commits a transaction id), proving that the database takes writes; raises if it does not."""
+    with write_transaction() as session:
+        if is_postgres(session):
+            session.execute(sa.text("SELECT txid_current()"))
+        else:
+            version = int(session.execute(sa.text("PRAGMA user_version")).scalar_one())
+            session.execute(sa.text(f"PRAGMA user_version = {version}"))
 
 
 def write_lock() -> threading.RLock:

@@ -7,53 +7,17 @@ never a message body, a password or a token.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from datetime import UTC, datetime
 
 from flask import Flask, g, request, session
+
+from logjson import JsonFormatter
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 LOG_FORMATS = ("text", "json")
 
 access_log = logging.getLogger("switchboard.access")
-
-# The fields an access record may carry into a JSON line; nothing else a record holds gets in.
-ACCESS_FIELDS = (
-    "kind",
-    "outcome",
-    "method",
-    "path",
-    "status",
-    "duration_ms",
-    "remote_addr",
-    "user_id",
-    "sid",
-    "namespace",
-    "transport",
-    "event",
-    "code",
-    "reason",
-)
-
-
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        line = {
-            "time": datetime.fromtimestamp(record.created, UTC)
-            .isoformat(timespec="milliseconds")
-            .replace("+00:00", "Z"),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        for field in ACCESS_FIELDS:
-            if field in record.__dict__:
-                line[field] = record.__dict__[field]
-        if record.exc_info:
-            line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str)
 
 
 def configure_logging(log_format: str) -> None:
@@ -70,6 +34,14 @@ def configure_logging(log_format: str) -> None:
         for handler in logging.getLogger().handlers:
             if type(handler) is logging.StreamHandler:
                 handler.setFormatter(JsonFormatter())
+
+
+def library_logger(name: str, verbose: bool) -> logging.Logger:
+    """A logger for python-socketio or python-engineio to use: given none, each adds a stream
+    handler of its own, whose lines (plain text, and repeated by the root handler) bypass LOG_FORMAT."""
+    logger = logging.getLogger(name)
+    logger.setLevel(logging.INFO if verbose else logging.ERROR)
+    return logger
 
 
 def log_access(kind: str, message: str, **fields) -> None:

@@ -217,6 +217,10 @@ class PacketGuard:
             # python-socketio's own refusals: a binary packet for a namespace not connected, and the like.
             self._refuse(eio_sid, record, BadPacket(str(error) or "unexpected packet", fatal=True), data)
         except Exception:
+            if eio_sid not in self.server.environ:
+                # The connection was closed while its packet was handled (a worker stopping, say).
+                log.debug("Engine.IO connection %s closed while a packet was handled", eio_sid)
+                return
             self._note(record, eio_sid, "error handling a packet", data, exc_info=True)
 
     def _refuse(self, eio_sid: str, record: ConnectionRecord, bad: BadPacket, data) -> None:
@@ -255,10 +259,24 @@ class PacketGuard:
         record.logged = True
         if not log_budget.allow():
             return
-        sample = data[:80] if isinstance(data, str) else f"<{len(data)} bytes>"
         log.warning(
-            "Engine.IO connection %s from %s: %s (%r)", eio_sid, record.address, what, sample, exc_info=exc_info
+            "Engine.IO connection %s from %s: %s (%s)",
+            eio_sid,
+            record.address,
+            what,
+            packet_outline(data),
+            exc_info=exc_info,
         )
+
+
+def packet_outline(data) -> str:
+    """What a log line may tell of a packet: its Socket.IO header (type, attachments, namespace,
+    ack id) and its size. Never its JSON, which may hold a message body or a token."""
+    if not isinstance(data, str):
+        return f"<{len(data)} bytes>"
+    header = re.match(r"[^\[{\"]{0,40}", data)
+    head = header.group() if header else ""
+    return f"{head!r} and {len(data) - len(head)} more characters"
 
 
 def install(sio_server, **limits) -> PacketGuard:

@@ -11,6 +11,11 @@ config = context.config
 # Interpret the config file for Python logging.
 # This line sets up loggers basically.
 fileConfig(config.config_file_name)
+if current_app.config.get("LOG_FORMAT") == "json":
+    from logjson import JsonFormatter
+
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(JsonFormatter())
 logger = logging.getLogger("alembic.env")
 
 

@@ -8,6 +8,7 @@ from flask_login import current_user
 from flask_wtf.csrf import ValidationError, validate_csrf
 
 from app.api import bp
+from app.database import STORAGE, STORAGE_PROBLEMS, probe_write, storage_problem
 from app.errors import ServiceError
 from app.extensions import db
 from app.files import file_store, upload_limits
@@ -82,11 +83,21 @@ def room_messages(name: str):
 
 @bp.get("/healthz")
 def healthz():
+    """200 while the database answers and takes writes. Writability is taken from this process's
+    last write; before the first one, and after one failed for want of space or write access, a
+    write that changes nothing proves it."""
     try:
         db.session.execute(sa.text("SELECT 1"))
-    except Exception:
-        current_app.logger.exception("health check: the database does not answer")
+        if not STORAGE.writable:
+            db.session.rollback()
+            probe_write()
+    except Exception as error:
         db.session.rollback()
+        problem = storage_problem(error)
+        if problem is not None:
+            current_app.logger.error("health check: %s", STORAGE_PROBLEMS[problem])
+        else:
+            current_app.logger.exception("health check: the database does not answer")
         return jsonify({"status": "unavailable"}), 503
     return jsonify({"status": "ok"})
 

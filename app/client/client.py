@@ -62,6 +62,12 @@ def request_token(url: str, username: str, password: str, timeout: float = 10.0)
     return response.json()
 
 
+# python-socketio's reconnection that has been down this long while python-engineio counts itself
+# connected is stuck for good (see _reconnection_stuck); checked this often while down.
+STUCK_AFTER_SECONDS = 15.0
+STUCK_CHECK_SECONDS = 1.0
+
+
 class SwitchboardClient:
     """One user's connection to the ``/`` namespace.
 
@@ -106,6 +112,8 @@ class SwitchboardClient:
         self._outbox = Outbox()
         self._lock = threading.Condition(threading.RLock())
         self._connected = False
+        # When the connection last dropped, while it stays down.
+        self._down_since: float | None = None
         self._synced = False
         self._closed = False
         self._generation = 0
@@ -342,12 +350,14 @@ class SwitchboardClient:
             self.connections += 1
             self.transports_used.append(self.sio.transport())
             self._connected = True
+            self._down_since = None
             self._synced = False
             self._lock.notify_all()
 
     def _on_disconnect(self, reason=None) -> None:
         with self._lock:
             self._connected = False
+            self._down_since = time.monotonic()
             self._lock.notify_all()
 
     def _on_connect_error(self, data=None) -> None:
@@ -414,15 +424,22 @@ class SwitchboardClient:
         """Catch up after every connect, then send the outbox head by head."""
         while True:
             with self._lock:
+                stuck = False
                 while True:
                     if self._closed:
                         return
                     ready_in = self._outbox.ready_in(time.monotonic())
                     if self._connected and (not self._synced or ready_in == 0):
                         break
-                    self._lock.wait(ready_in if self._connected and ready_in else None)
+                    if not self._connected and self._reconnection_stuck():
+                        stuck = True
+                        break
+                    self._lock.wait(ready_in if self._connected and ready_in else STUCK_CHECK_SECONDS)
                 generation = self._generation
                 head = None if not self._synced else self._outbox.head()
+            if stuck:
+                self._reconnect_afresh()
+                continue
             try:
                 if head is None:
                     self._catch_up(generation)
@@ -434,8 +451,21 @@ class SwitchboardClient:
                 # The next connect starts over: catch up again, then resend the head.
                 continue
 
+    def _reconnection_stuck(self) -> bool:
+        """Whether python-socketio's reconnection can no longer succeed: it has been down a while,
+        yet python-engineio still counts itself connected (a connect that failed half-way left it
+        so), and every attempt is refused with "not in a disconnected state"."""
+        down_since = self._down_since
+        return (
+            down_since is not None
+            and time.monotonic() - down_since > STUCK_AFTER_SECONDS
+            and self.sio.eio.state == "connected"
+            and not self.sio.connected
+        )
+
     def _reconnect_afresh(self) -> None:
-        """Replace a connection that looks up but answers nothing, and connect again.
+        """Replace a connection that looks up but answers nothing, or whose reconnection is stuck,
+        and connect again.
 
         python-engineio can be left with a transport that neither answers nor fails (a drop
         during a reconnection can leave the Socket.IO client connected over a closed Engine.IO
@@ -449,6 +479,7 @@ class SwitchboardClient:
                 return
             self.sio = self._new_socket()  # from now on `old`'s connection events are ignored
             self._connected = False
+            self._down_since = None
             self.replaced_connections += 1
             self._lock.notify_all()
         # Shut on a thread of its own: waiting for a transport that hangs must not hold up the new one.

@@ -12,6 +12,7 @@ from flask import current_app, request, session
 from flask_login import UserMixin, current_user, login_user
 from flask_socketio import ConnectionRefusedError, Namespace
 
+from app.database import STORAGE_PROBLEMS, storage_problem
 from app.errors import ServiceError
 from app.extensions import db
 from app.models import User, isoformat
@@ -55,13 +56,20 @@ def event_handler(method):
         except ServiceError as error:
             db.session.rollback()
             return ack_error(error.code, error.message)
-        except Exception:
+        except Exception as error:
+            db.session.rollback()
+            problem = storage_problem(error)
+            if problem is not None:
+                # One line, not a traceback per refused write while the disk stays full.
+                log.error(
+                    "%s handler %s: %s", getattr(self, "namespace", "?"), method.__name__, STORAGE_PROBLEMS[problem]
+                )
+                return ack_error("internal", STORAGE_PROBLEMS[problem])
             log.exception(
                 "error in %s handler %s",
                 getattr(self, "namespace", "?"),
                 method.__name__,
             )
-            db.session.rollback()
             return ack_error("internal", "internal server error")
 
     return observed(wrapper, method.__name__.removeprefix("on_"))

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-import re
+import os
+import subprocess
 import time
 
 import prometheus_client
@@ -13,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.recording_client import RecordingClient
 from tests.support import api
-from tests.support.live_server import LiveServer
+from tests.support.live_server import ROOT, VENV_BIN, LiveServer
 
 pytestmark = pytest.mark.integration
 
@@ -129,15 +130,21 @@ def test_metrics_are_refused_to_a_disallowed_address_without_the_token(observed_
     assert "switchboard_" not in response.text
 
 
-def json_lines(server: LiveServer) -> list[dict]:
-    """The app's log lines, each of which must be one JSON object; gunicorn's own lines are text."""
+def parsed(text: str) -> list[dict]:
+    """Every line of ``text``, each of which must be one JSON object."""
     lines = []
-    for line in server.log_text().splitlines():
-        if line.startswith("{"):
+    for line in text.splitlines():
+        try:
             lines.append(json.loads(line))
-        else:
-            assert re.match(r"^\[\d{4}-\d\d-\d\d ", line), f"not JSON and not gunicorn's: {line!r}"
+        except ValueError:
+            raise AssertionError(f"not a JSON line: {line!r}") from None
+        assert isinstance(lines[-1], dict), line
     return lines
+
+
+def json_lines(server: LiveServer) -> list[dict]:
+    """The server's log lines (gunicorn's and the app's, stdout and stderr), each one JSON object."""
+    return parsed(server.log_text())
 
 
 def wait_for_line(server: LiveServer, match, timeout: float = 10.0) -> dict:
@@ -203,6 +210,56 @@ def test_json_logs_have_one_line_per_request_connection_and_refused_event(observ
     assert BODY_MARKER not in text
     assert PASSWORD not in text
     assert bob["token"] not in text
+
+
+def test_a_json_server_logs_only_json_lines_from_migration_through_start_and_stop(live_server_factory, tmp_path):
+    environment = {"LOG_FORMAT": "json", "RATE_LIMIT_COUNT": "1000"}
+    migration = subprocess.run(
+        [str(VENV_BIN / "flask"), "--app", "wsgi", "db", "upgrade"],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'migrated.db'}", **environment},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    migrated = parsed(migration.stderr + migration.stdout)
+    assert any(
+        line["logger"] == "alembic.runtime.migration" and "Running upgrade" in line["message"] for line in migrated
+    )
+
+    server = live_server_factory(env=environment)
+    ann = account(server)
+    client = RecordingClient(server.url, transport="websocket")
+    try:
+        client.connect(token=ann["token"])
+        assert client.call("message", {"room": "general", "body": BODY_MARKER, "client_id": "j1"})["ok"] is True
+        # A refused packet that carries a body: the guard logs one line about it.
+        client.sio.eio.send('2["message",{"room":"general","body":"' + BODY_MARKER + '"')
+        client.sio.sleep(0.5)
+    finally:
+        client.close()
+    assert requests.get(f"{server.url}/no-such-page", timeout=10).status_code == 404
+    refused = requests.post(f"{server.url}/api/token", json={"username": "nobody", "password": PASSWORD}, timeout=10)
+    assert refused.status_code == 401
+    log_path = server.log_path
+    server.stop()
+
+    text = log_path.read_text()
+    lines = parsed(text)
+    gunicorn = [line["message"] for line in lines if line["logger"] == "gunicorn.error"]
+    for expected in (
+        "Starting gunicorn",
+        "Listening at",
+        "Booting worker",
+        "Handling signal: term",
+        "Shutting down: Master",
+    ):
+        assert any(message.startswith(expected) for message in gunicorn), (expected, gunicorn)
+    assert any(line["logger"] == "switchboard.sockets.guard" for line in lines), text
+    assert {"time", "level", "logger", "message"} <= set(lines[0])
+    assert BODY_MARKER not in text
+    assert PASSWORD not in text
+    assert ann["token"] not in text
 
 
 def test_metrics_add_up_across_workers(live_server_factory, tmp_path, client_factory):

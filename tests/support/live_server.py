@@ -60,7 +60,8 @@ class LiveServer:
             capture_output=True,
         )
 
-    def start(self, *, migrate: bool = True, timeout: float = 20.0) -> LiveServer:
+    def start(self, *, migrate: bool = True, timeout: float = 20.0, healthy: bool = True) -> LiveServer:
+        """``healthy=False`` waits only for /healthz to answer at all (a server on a broken disk)."""
         if migrate:
             self.migrate()
         with open(self.log_path, "ab") as log:
@@ -86,7 +87,8 @@ class LiveServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited with {self.process.returncode}; see {self.log_path}")
             try:
-                if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
+                status = requests.get(self.url + "/healthz", timeout=1).status_code
+                if status == 200 or (not healthy and status == 503):
                     return self
             except requests.RequestException:
                 pass
