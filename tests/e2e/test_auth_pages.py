@@ -5,7 +5,8 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.pages import PASSWORD, new_username, register, sign_in, wait_connected
+from tests.e2e.pages import MODES, PASSWORD, new_username, register, sign_in, wait_connected
+from tests.support.live_server import LiveServer
 
 pytestmark = pytest.mark.e2e
 
@@ -147,3 +148,26 @@ def test_signing_out_in_one_tab_signs_out_the_other_tabs_and_devices(shared_serv
     expect(phone.get_by_role("status")).to_contain_text("Please sign in to chat.")
     phone.goto("/")
     expect(phone).to_have_url(re.compile(r"/login\?next=/$"))
+
+
+def test_a_server_error_is_a_styled_page_that_leads_back(make_context, mode, artifacts_dir, tmp_path):
+    # A real server whose database was never migrated: signing in fails inside the app.
+    server = LiveServer(f"sqlite:///{tmp_path / 'empty.db'}", tmp_path / "server.log").start(
+        migrate=False, healthy=False
+    )
+    try:
+        page = make_context(server.url, **MODES[mode]).new_page()
+        page.goto("/login")
+        page.get_by_label("Username").fill("nobody")
+        page.get_by_label("Password").fill(PASSWORD)
+        with page.expect_response(lambda response: response.request.method == "POST") as answer:
+            page.get_by_role("button", name="Sign in").click()
+        assert answer.value.status == 500
+        expect(page.get_by_role("heading", level=1)).to_have_text("Something went wrong")
+        expect(page.locator(".error-code")).to_have_text("500")
+        expect(page.get_by_role("button", name="Dark mode")).to_be_visible()
+        expect(page.get_by_role("link", name="Back to the chat")).to_be_visible()
+        assert "Traceback" not in page.content()
+        page.screenshot(path=str(artifacts_dir / f"error-500-{mode}.png"))
+    finally:
+        server.stop()
