@@ -4,6 +4,7 @@ sockets are connected over websocket and over long-polling."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import pytest
 import requests
@@ -87,7 +88,14 @@ def test_admin_bans_a_user_on_both_transports_and_every_door_closes(chat_server,
     assert token.status_code == 403 and token.json()["error"]["code"] == "banned"
 
     assert admin.call("unban", {"user": member.username}, ADMIN)["ok"] is True
-    back = connect(member, "websocket")
+    # The ban ended every session and token issued before it; the unbanned user signs in afresh.
+    old = open_client(chat_server.url, "websocket").connect_refused(token=member.token)
+    assert old["/"] == [{"message": "unauthorized"}]
+    token = requests.post(
+        f"{chat_server.url}/api/token", json={"username": member.username, "password": member.password}, timeout=10
+    )
+    assert token.status_code == 200
+    back = connect(replace(member, token=token.json()["token"]), "websocket")
     assert back.wait_for("session")["user"] == member.user
     about_them = [e["action"] for e in admin.call("audit", {}, ADMIN)["entries"] if e["target"] == member.username]
     assert about_them == ["unban", "ban"]

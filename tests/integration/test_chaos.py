@@ -77,18 +77,27 @@ def test_every_client_ends_with_the_stored_history_through_random_drops(live_ser
         # Every client is dropped at least twice, then random clients at random moments.
         victims = [index for index in range(CLIENTS) for _ in range(2)]
         rng.shuffle(victims)
+        # A planned drop counts once its client has connected again: a long-polling client cut
+        # between two requests may never notice, and is then cut once more.
+        awaiting: dict[int, tuple[int, float]] = {}  # planned victim -> (connections before the cut, when)
         downgrades = 0
         deadline = time.monotonic() + SEND_DEADLINE_SECONDS
         while victims or any(script.running for script in scripts) or any(client.pending for client in clients):
             assert time.monotonic() < deadline, f"messages still pending after {SEND_DEADLINE_SECONDS}s (seed {seed})"
             time.sleep(rng.uniform(0.02, 0.25))
-            # A planned victim that is still reconnecting stays planned: it is dropped once it is back,
-            # so every client really is dropped twice whatever the timing.
             index = victims[-1] if victims else rng.randrange(CLIENTS)
-            if not clients[index].connected or proxies[index].drops >= MAX_DROPS_EACH:
+            if victims and index in awaiting:
+                before, when = awaiting[index]
+                if clients[index].connections > before:
+                    del awaiting[index]
+                    victims.pop()  # back after its planned drop
+                    continue
+                if not clients[index].connected or time.monotonic() - when < 1.0:
+                    continue  # still reconnecting, or has not noticed yet
+            elif not clients[index].connected or (not victims and proxies[index].drops >= MAX_DROPS_EACH):
                 continue  # still reconnecting from the last drop, or dropped enough
             if victims:
-                victims.pop()
+                awaiting[index] = (clients[index].connections, time.monotonic())
             # The first drop always blocks the websocket, so the polling fallback is exercised every run.
             roll = 0.0 if downgrades == 0 else rng.random()
             if roll < 0.3:
