@@ -150,6 +150,18 @@ def write_transaction(*, ordered: bool = False) -> Iterator[Session]:
         STORAGE.wrote()
 
 
+def end_read_snapshot() -> None:
+    """Give back the connection an earlier read of this greenlet holds, before it waits for a write.
+
+    Hundreds of handlers wait at once for the group commit; each holding the connection its reads
+    opened would empty the pool that the committing greenlet needs, and every one of them would
+    wait out the pool's timeout. Only a snapshot with nothing to write is ended.
+    """
+    session = db.session()
+    if session.in_transaction() and not (session.new or session.dirty or session.deleted):
+        session.commit()
+
+
 def probe_write() -> None:
     """Commit a write that changes nothing (SQLite rewrites its header's user_version; PostgreSQL
     commits a transaction id), proving that the database takes writes; raises if it does not."""

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 import sqlalchemy.orm
 
 from app import metrics
-from app.database import write_lock, write_transaction
+from app.database import end_read_snapshot, write_lock, write_transaction
 from app.errors import ServiceError
 from app.extensions import db
 from app.models import (
@@ -101,6 +101,7 @@ class MessageWriter:
     pending_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def write(self, draft: Draft) -> Posted:
+        end_read_snapshot()
         with self.pending_lock:
             self.pending.append(draft)
         with write_lock():

@@ -22,7 +22,7 @@ from typing import cast
 import sqlalchemy as sa
 from flask import current_app
 
-from app.database import write_transaction
+from app.database import end_read_snapshot, write_transaction
 from app.errors import ServiceError
 from app.metrics import READ_MARKER_BATCH_SIZE
 from app.models import DirectReadMarker, Message, RoomMembership, dm_pair
@@ -64,6 +64,7 @@ class ReadMarkerWriter:
 
     def mark(self, request: MarkRequest) -> int:
         """Queue the marker and return it as committed (or raise its refusal)."""
+        end_read_snapshot()
         with self.lock:
             self.pending.append(request)
             full = len(self.pending) >= self.max_batch
