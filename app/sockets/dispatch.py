@@ -94,7 +94,6 @@ def install_event_dispatch(sio_server: socketio.Server) -> None:
     """Events of this (gevent) server run in raw greenlets, and gevent stops tracking greenlet trees."""
     if not os.environ.get(TRACK_GREENLET_TREE_VARIABLE):
         gevent.config.track_greenlet_tree = False
-    manager = sio_server.manager
     handle_event_internal = sio_server._handle_event_internal
     logger = sio_server.logger
     spawn_raw = gevent.spawn_raw
@@ -102,6 +101,7 @@ def install_event_dispatch(sio_server: socketio.Server) -> None:
     def handle_event(eio_sid, namespace, id, data):
         """python-socketio's ``Server._handle_event`` with ``async_handlers``, in a raw greenlet."""
         namespace = namespace or "/"
+        manager = sio_server.manager
         sid = manager.sid_from_eio_sid(eio_sid, namespace)
         logger.info('received event "%s" from %s [%s]', data[0], sid, namespace)
         if not manager.is_connected(sid, namespace):
