@@ -50,6 +50,7 @@ def register_extensions(app: Flask) -> None:
     from app.services import users
     from app.services.files import FilesystemStore
     from app.sockets.common import check_login_session_key
+    from app.sockets.dispatch import check_dispatch_internals, dispatch_installable, install_event_dispatch
     from app.sockets.fanout import check_fanout_internals, fanout_installable, install_direct_writes
     from app.sockets.pings import check_ping_internals, install_timer_pings
 
@@ -114,6 +115,9 @@ def register_extensions(app: Flask) -> None:
         check_fanout_internals()
         if fanout_installable(socketio.server):
             app.extensions["switchboard.fanout"] = install_direct_writes(socketio.server)
+    check_dispatch_internals(app)
+    if dispatch_installable(socketio.server):
+        install_event_dispatch(socketio.server)
     check_ping_internals()
     if fanout_installable(socketio.server):
         install_timer_pings(socketio.server.eio)

@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterable
+from typing import Any
 
 import prometheus_client
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
@@ -105,12 +106,26 @@ def record_commit(batch_size: int, seconds: float) -> None:
     COMMIT_SECONDS.observe(seconds)
 
 
+# metric.labels() checks and locks on every call; a socket event counts in three series, always
+# among a few (namespaces x handled events x error codes), so each is looked up once.
+_series: dict[tuple, Any] = {}
+
+
+def series(metric, *labels: str):
+    """``metric.labels(*labels)``, remembered."""
+    key = (metric, labels)
+    found = _series.get(key)
+    if found is None:
+        found = _series[key] = metric.labels(*labels)
+    return found
+
+
 def record_ack(namespace: str, event: str, answer: dict, seconds: float) -> None:
     code = "ok" if answer.get("ok") else str(answer.get("error", {}).get("code", "unknown"))
-    SOCKET_ACKS.labels(namespace, event, code).inc()
-    ACK_SECONDS.labels(namespace, event).observe(seconds)
+    series(SOCKET_ACKS, namespace, event, code).inc()
+    series(ACK_SECONDS, namespace, event).observe(seconds)
     if code == "rate_limited":
-        RATE_LIMITED.labels(namespace, event).inc()
+        series(RATE_LIMITED, namespace, event).inc()
 
 
 # -- connected sockets: read from the Socket.IO server, not counted on the side ------------

@@ -19,6 +19,7 @@ from app.models import User, isoformat
 from app.services import users
 from app.services.ratelimit import TokenBuckets
 from app.socket_guard import close_connection, log_budget
+from app.sockets.dispatch import event_context, run_in_context
 from app.sockets.observe import observe_connection, observed, remember_socket_user
 
 log = logging.getLogger("switchboard.sockets")
@@ -45,8 +46,8 @@ def event_handler(method):
 
     @functools.wraps(method)
     def wrapper(self, *args):
-        # Flask-SocketIO runs each event in a request context for the handshake's URL, which no
-        # Flask route matches: the NotFound kept in routing_exception holds, through its
+        # Flask-SocketIO's own path (app/sockets/dispatch.py takes it only now and then) runs an
+        # event in a request context for the handshake's URL, which no Flask route matches: the NotFound kept in routing_exception holds, through its
         # traceback, the frames of this very call and with them the payload, in a reference
         # cycle that only the cyclic GC frees (a burst of 1 MB attachments held 190 MB so).
         request.routing_exception = None
@@ -178,7 +179,10 @@ class GuardedNamespace(Namespace):
             return ack_error("invalid", f"unknown event {event!r}")
         self._in_progress[sid] = self._in_progress.get(sid, 0) + 1
         try:
-            return super().trigger_event(event, *args)
+            context = event_context(self.socketio, self.namespace, sid)
+            if context is None:
+                return super().trigger_event(event, *args)
+            return run_in_context(context, getattr(self, f"on_{event}"), event, self.namespace, sid, args[1:])
         finally:
             left = self._in_progress.get(sid, 1) - 1
             if left > 0:

@@ -50,7 +50,7 @@ def observed(handler, event: str):
     @functools.wraps(handler)
     def observing(self, *args):
         namespace = self.namespace
-        metrics.SOCKET_EVENTS.labels(namespace, event).inc()
+        metrics.series(metrics.SOCKET_EVENTS, namespace, event).inc()
         started = time.perf_counter()
         answer = handler(self, *args)
         metrics.record_ack(namespace, event, answer, time.perf_counter() - started)
