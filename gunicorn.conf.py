@@ -54,6 +54,12 @@ class TimedWebSocketHandler(WebSocketHandler):
         finally:
             self.waiting_for_request = False
 
+    def run_websocket(self):
+        # Upgraded: the request's parsed headers (an email Message of about 1.5 KB) are not read
+        # again for the websocket's whole life; the environ has every value the app reads.
+        self.headers = None
+        super().run_websocket()
+
     def read_request(self, raw_requestline):
         result = super().read_request(raw_requestline)
         self.socket.settimeout(None if self._connection_upgrade_requested() else BODY_TIMEOUT_SECONDS)
