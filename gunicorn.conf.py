@@ -3,6 +3,7 @@
 import gc
 import os
 
+from gevent.pywsgi import WSGIHandler
 from geventwebsocket.gunicorn.workers import GeventWebSocketWorker
 from geventwebsocket.handler import WebSocketHandler
 
@@ -69,6 +70,12 @@ class TimedWebSocketHandler(WebSocketHandler):
         finally:
             self.waiting_for_request = False
 
+    def run_websocket(self):
+        # Upgraded: the request's parsed headers (an email Message of about 1.5 KB) are not read
+        # again for the websocket's whole life; the environ has every value the app reads.
+        self.headers = None
+        super().run_websocket()
+
     def read_request(self, raw_requestline):
         result = super().read_request(raw_requestline)
         self.socket.settimeout(None if self._connection_upgrade_requested() else BODY_TIMEOUT_SECONDS)
@@ -79,6 +86,30 @@ class TimedWebSocketHandler(WebSocketHandler):
 
 class TimedWebSocketWorker(GeventWebSocketWorker):
     wsgi_handler = TimedWebSocketHandler
+
+
+def check_handler_internals() -> None:
+    """Stop the start if gevent's pywsgi or gevent-websocket read a request's parsed headers other
+    than before the application runs (TimedWebSocketHandler.run_websocket drops them)."""
+    readers = set()
+    for cls in (WSGIHandler, WebSocketHandler):
+        for name, function in vars(cls).items():
+            code = getattr(function, "__code__", None)
+            if code is None:
+                continue
+            names = set(code.co_names).union(*(c.co_names for c in code.co_consts if hasattr(c, "co_names")))
+            if "headers" in names:
+                readers.add(name)
+    expected = {"read_request", "_connection_upgrade_requested", "_headers", "get_environ"}
+    if readers != expected or "run_websocket" not in WebSocketHandler.run_application.__code__.co_names:
+        raise RuntimeError(
+            "gevent's pywsgi or gevent-websocket changed how a request's headers are read "
+            f"(methods reading them: {sorted(readers)}): pin the versions or update "
+            "TimedWebSocketHandler.run_websocket in gunicorn.conf.py."
+        )
+
+
+check_handler_internals()
 
 
 # HOST and PORT as the contract names them; a --bind on the command line (as `make run` gives) wins.

@@ -748,14 +748,20 @@ def sync_changes(user: User, after_rev) -> tuple[list[dict], bool, int]:
     return [m.to_dict() for m in page], len(rows) > SYNC_LIMIT, page[-1].rev if page else after_rev
 
 
+def _last_dm_ids_statement() -> sa.Select:
+    user_id: sa.BindParameter[int] = sa.bindparam("user_id", type_=sa.Integer)
+    mine = sa.or_(Message.sender_id == user_id, Message.recipient_id == user_id)
+    return sa.select(sa.func.max(Message.id)).where(Message.dm_pair.is_not(None), mine).group_by(Message.dm_pair)
+
+
+# The newest message of each DM conversation of ``:user_id``; read at every connect, so built once
+# (a statement object keeps its cache key, which SQLAlchemy otherwise computes per call).
+LAST_DM_IDS = _last_dm_ids_statement()
+
+
 def direct_conversations(user_id: int) -> list[dict]:
     """Everyone the user has exchanged a DM with, most recent conversation first, with unread counts."""
-    mine = sa.or_(Message.sender_id == user_id, Message.recipient_id == user_id)
-    last_ids = list(
-        db.session.scalars(
-            sa.select(sa.func.max(Message.id)).where(Message.dm_pair.is_not(None), mine).group_by(Message.dm_pair)
-        )
-    )
+    last_ids = list(db.session.scalars(LAST_DM_IDS, {"user_id": user_id}))
     if not last_ids:
         return []
     marker = sa.orm.aliased(DirectReadMarker)

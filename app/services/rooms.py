@@ -1,11 +1,12 @@
 """Rooms and their persisted memberships: joining, leaving, private rooms, invitations, topics, read markers."""
 
 from collections.abc import Callable, Iterable
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from app.database import write_transaction
 from app.errors import ServiceError
@@ -186,6 +187,60 @@ def rooms_of(user_id: int) -> list[Room]:
         .order_by(Room.name)
     )
     return list(db.session.scalars(stmt))
+
+
+def _member_rooms_statement() -> sa.Select:
+    """Every member room of ``:user_id`` with its member count, unread count and unread mentions."""
+    user_id: sa.BindParameter[int] = sa.bindparam("user_id", type_=sa.Integer)
+    mine = aliased(RoomMembership, name="mine")
+    other = aliased(RoomMembership, name="other")
+    unread = (
+        Message.room_id == mine.room_id,
+        Message.id > mine.last_read_id,
+        Message.sender_id != user_id,
+        Message.deleted.is_(False),
+    )
+    mentioned = sa.and_(Mention.message_id == Message.id, Mention.user_id == user_id, Mention.current)
+    return (
+        sa.select(
+            Room.id,
+            Room.name,
+            Room.topic,
+            Room.private,
+            sa.select(sa.func.count()).where(other.room_id == mine.room_id).scalar_subquery().label("members"),
+            sa.select(sa.func.count(Message.id)).where(*unread).scalar_subquery().label("unread"),
+            sa.select(sa.func.count(Message.id))
+            .join(Mention, mentioned)
+            .where(*unread)
+            .scalar_subquery()
+            .label("mentions"),
+        )
+        .join(mine, mine.room_id == Room.id)
+        .where(mine.user_id == user_id)
+        .order_by(Room.name)
+    )
+
+
+# Built once: a statement object keeps its cache key, which SQLAlchemy otherwise computes per call.
+MEMBER_ROOMS = _member_rooms_statement()
+
+
+class MemberRoom(NamedTuple):
+    id: int
+    name: str
+    topic: str
+    private: bool
+    members: int
+    unread: int
+    mentions: int
+
+
+def member_rooms(user_id: int) -> list[MemberRoom]:
+    """The user's rooms by name with their counts, in one statement: what a socket needs at connect.
+
+    ``unread`` and ``mentions`` count as ``unread_counts`` does, zero included.
+    """
+    return [MemberRoom(*row) for row in db.session.execute(MEMBER_ROOMS, {"user_id": user_id})]
 
 
 def all_rooms() -> list[Room]:

@@ -28,6 +28,9 @@ from app.sockets.common import (
 
 Sender = TypeVar("Sender", User, UserState)
 
+# Read at every connect, so built once (a statement object keeps its cache key).
+BANNED = sa.select(User.banned).where(User.id == sa.bindparam("user_id"))
+
 
 class ChatNamespace(GuardedNamespace):
     def __init__(
@@ -53,14 +56,15 @@ class ChatNamespace(GuardedNamespace):
         # connect is refused cleanly and never leaves a user "online" without a socket.
         try:
             user = connecting_user(auth)
-            member_rooms = rooms.rooms_of(user.id)
+            member_rooms = rooms.member_rooms(user.id)
             user_dict = user.to_dict()
             session_payload = {
                 "user": user_dict,
                 "sid": sid,
                 "rooms": self._session_rooms(user.id, member_rooms),
-                "unread": self._unread(user.id, member_rooms),
-                "mentions": self._mentions(user.id, member_rooms),
+                # Every member room, zero included, so clients can trust the whole map.
+                "unread": {room.name: room.unread for room in member_rooms},
+                "mentions": {room.name: room.mentions for room in member_rooms},
                 "dms": messages.direct_conversations(user.id),
             }
         except ConnectionRefusedError:
@@ -103,7 +107,7 @@ class ChatNamespace(GuardedNamespace):
     @staticmethod
     def _banned_meanwhile(user_id: int) -> bool:
         db.session.rollback()  # a fresh snapshot: the ban may have committed after ours began
-        return bool(db.session.scalar(sa.select(User.banned).where(User.id == user_id)))
+        return bool(db.session.scalar(BANNED, {"user_id": user_id}))
 
     def _me(self) -> dict:
         """The USER of this socket, from the socket's own record (no shared-store read)."""
@@ -163,28 +167,24 @@ class ChatNamespace(GuardedNamespace):
 
         return check
 
-    def _session_rooms(self, user_id: int, member_rooms) -> list[dict]:
+    def _session_rooms(self, user_id: int, member_rooms: list[rooms.MemberRoom]) -> list[dict]:
         """ROOM payloads for ``session``, counting the connecting user online in each member room.
 
         A user with a socket already has it in every member room (join and leave move all of a
         user's sockets), so only a user's first socket adds one to each count.
         """
-        names = [room.name for room in member_rooms]
-        online = self.presence.online_counts(names)
-        if not self.presence.sids_of(user_id):
-            online = {name: online.get(name, 0) + 1 for name in names}
-        return rooms.room_dicts_with_online(member_rooms, online)
-
-    @staticmethod
-    def _unread(user_id: int, member_rooms) -> dict[str, int]:
-        """Unread counts of every member room, zero included, so clients can trust the whole map."""
-        counts = rooms.unread_counts(user_id)
-        return {room.name: counts.get(room.name, 0) for room in member_rooms}
-
-    @staticmethod
-    def _mentions(user_id: int, member_rooms) -> dict[str, int]:
-        counts = messages.mention_counts(user_id)
-        return {room.name: counts.get(room.name, 0) for room in member_rooms}
+        online = self.presence.online_counts([room.name for room in member_rooms])
+        first = not self.presence.sids_of(user_id)
+        return [
+            {
+                "name": room.name,
+                "members": room.members,
+                "online": online.get(room.name, 0) + int(first),
+                "topic": room.topic,
+                "private": room.private,
+            }
+            for room in member_rooms
+        ]
 
     def _room_payload(self, room) -> dict:
         return rooms.room_dicts_with_online([room], self.presence.online_counts([room.name]))[0]

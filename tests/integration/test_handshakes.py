@@ -7,6 +7,7 @@ import time
 
 import pytest
 import requests
+import websocket
 
 from tests.integration.conftest import create_account
 from tests.integration.engineio_wire import RECORD_SEPARATOR, socketio_path
@@ -61,3 +62,27 @@ def test_a_session_nobody_signs_in_on_is_closed_after_the_connect_timeout(make_c
     answer = requests.get(idle, timeout=10)
     assert answer.status_code == 400 or "1" in answer.text.split(RECORD_SEPARATOR), answer.text
     assert handshake(capped_server.url).status_code == 200
+
+
+def test_the_connect_timeout_closes_an_anonymous_websocket_and_spares_a_signed_in_one(make_capped_server):
+    capped_server = make_capped_server(2)
+    url = socketio_path(capped_server.url, "websocket").replace("http://", "ws://", 1)
+    token = create_account(capped_server).token
+    anonymous = websocket.create_connection(url, timeout=10, suppress_origin=True)
+    signed_in = websocket.create_connection(url, timeout=10, suppress_origin=True)
+    for ws in (anonymous, signed_in):
+        assert ws.recv().startswith("0{")
+    signed_in.send("40" + json.dumps({"token": token}))
+    while not signed_in.recv().startswith("40{"):
+        pass
+
+    time.sleep(3.5)
+
+    with pytest.raises(websocket.WebSocketConnectionClosedException):
+        while True:  # pings (none in 2 s at the default interval), then the close
+            anonymous.recv()
+    signed_in.send('421["who",{}]')
+    while not (answer := signed_in.recv()).startswith("431"):
+        pass
+    assert json.loads(answer[3:])[0]["ok"] is True
+    signed_in.close()

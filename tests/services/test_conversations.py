@@ -725,6 +725,34 @@ def test_mention_counts_per_room_drop_as_the_read_marker_passes(recorder, ann, b
     assert messages.mention_counts(ann.id) == {"dev": 1}
 
 
+@both_databases
+def test_member_rooms_count_members_unread_and_mentions_as_the_separate_queries_do(recorder, ann, bob, cat):
+    joined(ann, "dev")
+    joined(bob, "dev")
+    joined(ann, "quiet")
+    first = post(bob, "@ann one")
+    post(bob, "no mention")
+    post(bob, "@ann in dev", room="dev")
+    post(ann, "talking to myself, @ann")
+    gone = post(bob, "@ann deleted")
+    messages.delete_message(bob, gone["id"])
+    rooms.mark_read(ann.id, "general", first["id"])
+
+    def summary(user_id):
+        return [(r.name, r.members, r.unread, r.mentions) for r in rooms.member_rooms(user_id)]
+
+    assert summary(ann.id) == [("dev", 2, 1, 1), ("general", 3, 1, 0), ("quiet", 1, 0, 0)]
+    assert summary(bob.id) == [("dev", 2, 0, 0), ("general", 3, 1, 0)]
+    for user in (ann, bob, cat):
+        found = rooms.member_rooms(user.id)
+        assert [r.name for r in found] == [r.name for r in rooms.rooms_of(user.id)]
+        unread, mentions = rooms.unread_counts(user.id), messages.mention_counts(user.id)
+        assert {r.name: r.unread for r in found if r.unread} == unread
+        assert {r.name: r.mentions for r in found if r.mentions} == mentions
+        members = rooms.member_counts(r.id for r in found)
+        assert {r.id: r.members for r in found} == members
+
+
 # -- private rooms, directory, invitations, topics -----------------------------------------
 
 

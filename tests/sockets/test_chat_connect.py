@@ -175,7 +175,7 @@ def test_a_failure_while_connecting_is_refused_with_internal_and_leaves_no_prese
     def broken_rooms_of(user_id):
         raise RuntimeError("the rooms query blew up")
 
-    monkeypatch.setattr(rooms, "rooms_of", broken_rooms_of)
+    monkeypatch.setattr(rooms, "member_rooms", broken_rooms_of)
     sio = socketio.test_client(app, flask_test_client=flask_client)
     assert not sio.is_connected()
     install()
