@@ -157,6 +157,8 @@ def end_read_snapshot() -> None:
     opened would empty the pool that the committing greenlet needs, and every one of them would
     wait out the pool's timeout. Only a snapshot with nothing to write is ended.
     """
+    if not db.session.registry.has():
+        return  # no session yet in this context (a `read` that only consulted caches): nothing to give back
     session = db.session()
     if session.in_transaction() and not (session.new or session.dirty or session.deleted):
         session.commit()
