@@ -24,7 +24,7 @@ import sqlalchemy as sa
 import sqlalchemy.orm
 
 from app import metrics
-from app.database import end_read_snapshot, write_lock, write_transaction
+from app.database import end_read_snapshot, write_connection, write_lock, write_transaction
 from app.errors import ServiceError
 from app.extensions import db
 from app.models import (
@@ -118,8 +118,8 @@ class MessageWriter:
         """Store the batch and answer every draft in it, each exactly once."""
         started = time.perf_counter()
         try:
-            with write_transaction(ordered=self.ordered) as session:
-                answers = _insert(session, batch)
+            with write_connection(ordered=self.ordered) as connection:
+                answers = _insert(connection, batch)
             metrics.record_commit(len(batch), time.perf_counter() - started)
         except Exception as exc:
             if len(batch) == 1:
@@ -151,8 +151,8 @@ Answer = tuple[dict, bool] | ServiceError
 
 # The writer's statements, built once: executing the same statement object again reuses its
 # memoized cache key and its compiled form, where a statement built per batch would be walked
-# again to compute its cache key every time. They run on the transaction's Connection, past the
-# ORM's execution path, since they read and write plain rows.
+# again to compute its cache key every time. They run on the write's own Connection
+# (``write_connection``), past the ORM, since they read and write plain rows.
 _messages = cast(sa.Table, Message.__table__)
 _users = cast(sa.Table, User.__table__)
 _memberships = cast(sa.Table, RoomMembership.__table__)
@@ -190,7 +190,7 @@ _INSERT_MENTIONS = sa.insert(cast(sa.Table, Mention.__table__))
 _ROOM_NAMES = sa.select(_rooms.c.id, _rooms.c.name).where(_rooms.c.id.in_(sa.bindparam("ids", expanding=True)))
 
 
-def _insert(session, batch: list[Draft]) -> list[Answer]:
+def _insert(connection: sa.Connection, batch: list[Draft]) -> list[Answer]:
     """Insert the drafts whose client_id is new and whose sender may post; one answer per draft, in order:
     (MESSAGE, duplicate), or the refusal.
 
@@ -200,8 +200,7 @@ def _insert(session, batch: list[Draft]) -> list[Answer]:
     New rows go in with one INSERT ... RETURNING for the whole batch, and their MESSAGE payloads
     are built from the drafts and that statement's rows instead of loading ORM objects back.
     """
-    connection = session.connection()
-    stored = _stored_by_client_id(session, connection, batch)
+    stored = _stored_by_client_id(connection, batch)
     answers: list[Answer | None] = [None] * len(batch)
     first_with_key: dict[tuple[int, str | None], int] = {}
     candidates: list[int] = []
@@ -261,7 +260,7 @@ def _insert(session, batch: list[Draft]) -> list[Answer]:
             connection.execute(_INSERT_MENTIONS, mention_rows)
         for (index, row), message_id in zip(new_rows, ids, strict=True):
             mentioned = [name for _, name in batch[index].mentions]
-            attached = files.claim(session, row["sender_id"], message_id, batch[index].attachment_ids)
+            attached = files.claim(connection, row["sender_id"], message_id, batch[index].attachment_ids)
             answers[index] = (_message_dict(message_id, row, users, room_names, mentioned, attached), False)
     for index, draft in enumerate(batch):
         if answers[index] is None:
@@ -353,7 +352,7 @@ def _room_names(connection, batch: list[Draft]) -> dict[int, str]:
     return room_names
 
 
-def _stored_by_client_id(session, connection, batch: list[Draft]) -> dict[tuple[int, str], dict]:
+def _stored_by_client_id(connection: sa.Connection, batch: list[Draft]) -> dict[tuple[int, str | None], dict]:
     keys = {(d.sender_id, d.client_id) for d in batch if d.client_id is not None}
     if not keys:
         return {}
@@ -365,8 +364,10 @@ def _stored_by_client_id(session, connection, batch: list[Draft]) -> dict[tuple[
     ids = [message_id for message_id, sender_id, client_id in rows if (sender_id, client_id) in keys]
     if not ids:
         return {}
-    messages = session.scalars(sa.select(Message).where(Message.id.in_(ids)))
-    return {(m.sender_id, m.client_id): m.to_dict() for m in messages}
+    # A resend: its stored MESSAGE, through an ORM session on the write's own connection and transaction.
+    with sa.orm.Session(bind=connection) as session:
+        messages = session.scalars(sa.select(Message).where(Message.id.in_(ids)))
+        return {(m.sender_id, m.client_id): m.to_dict() for m in messages}
 
 
 writer = MessageWriter()

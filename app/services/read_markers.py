@@ -22,7 +22,7 @@ from typing import cast
 import sqlalchemy as sa
 from flask import current_app
 
-from app.database import end_read_snapshot, write_transaction
+from app.database import end_read_snapshot, write_connection
 from app.errors import ServiceError
 from app.metrics import READ_MARKER_BATCH_SIZE
 from app.models import DirectReadMarker, Message, RoomMembership, dm_pair
@@ -96,8 +96,8 @@ class ReadMarkerWriter:
     def _commit(self, batch: list[MarkRequest]) -> None:
         try:
             self.transactions += 1
-            with write_transaction() as session:
-                answers = _apply(session, batch)
+            with write_connection() as connection:
+                answers = _apply(connection, batch)
             READ_MARKER_BATCH_SIZE.observe(len(batch))
         except Exception as exc:
             if len(batch) > 1:
@@ -122,7 +122,7 @@ def _answer(batch: list[MarkRequest], answers: list) -> None:
 
 
 # The batch's statements, built once: executing the same statement object again reuses its memoized
-# cache key and compiled form. They run on the transaction's Connection, past the ORM's execution path.
+# cache key and compiled form. They run on the write's own Connection (``write_connection``), past the ORM.
 _messages = cast(sa.Table, Message.__table__)
 _memberships = cast(sa.Table, RoomMembership.__table__)
 _dm_markers = cast(sa.Table, DirectReadMarker.__table__)
@@ -171,9 +171,8 @@ _FORWARD_DM_MARKERS = _forward(_dm_markers, _dm_markers.c.other_id)
 _INSERT_DM_MARKERS = sa.insert(_dm_markers)
 
 
-def _apply(session, batch: list[MarkRequest]) -> list[int | BaseException]:
+def _apply(connection: sa.Connection, batch: list[MarkRequest]) -> list[int | BaseException]:
     """Check every request, move each marker to the highest valid id of its key; answers in batch order."""
-    connection = session.connection()
     found = {
         message_id: (room_id, pair)
         for message_id, room_id, pair in connection.execute(
