@@ -165,17 +165,17 @@ _STORED_KEYS = sa.select(_messages.c.id, _messages.c.sender_id, _messages.c.clie
 )
 # Senders and recipients as the transaction sees them, which of them are members of the batch's
 # rooms, and the last rev (a scalar subquery riding along on every row).
+_USER_STATE = (
+    _users.c.id,
+    _users.c.username,
+    _users.c.is_admin,
+    _users.c.banned,
+    _users.c.ban_reason,
+    _users.c.muted_until,
+)
+_LAST_REV = sa.select(sa.func.max(_messages.c.rev)).scalar_subquery()
 _ADMISSION = (
-    sa.select(
-        _users.c.id,
-        _users.c.username,
-        _users.c.is_admin,
-        _users.c.banned,
-        _users.c.ban_reason,
-        _users.c.muted_until,
-        sa.select(sa.func.max(_messages.c.rev)).scalar_subquery(),
-        _memberships.c.room_id,
-    )
+    sa.select(*_USER_STATE, _LAST_REV, _memberships.c.room_id)
     .outerjoin(
         _memberships,
         sa.and_(
@@ -184,6 +184,24 @@ _ADMISSION = (
         ),
     )
     .where(_users.c.id.in_(sa.bindparam("user_ids", expanding=True)))
+)
+# A batch of one room message (every batch on SQLite, where nothing else runs while a write
+# does): the same admission and the id stored earlier under its client_id, if any, in one
+# statement without IN lists, which cost a rendering of the SQL per execution.
+_ADMISSION_OF_ONE = (
+    sa.select(
+        *_USER_STATE,
+        _LAST_REV,
+        _memberships.c.room_id,
+        sa.select(_messages.c.id)
+        .where(_messages.c.sender_id == sa.bindparam("sender_id"), _messages.c.client_id == sa.bindparam("client_id"))
+        .scalar_subquery(),
+    )
+    .outerjoin(
+        _memberships,
+        sa.and_(_memberships.c.user_id == _users.c.id, _memberships.c.room_id == sa.bindparam("room_id")),
+    )
+    .where(_users.c.id == sa.bindparam("sender_id"))
 )
 _INSERT_MESSAGES = sa.insert(_messages).returning(_messages.c.id, sort_by_parameter_order=True)
 _INSERT_MENTIONS = sa.insert(cast(sa.Table, Mention.__table__))
@@ -200,7 +218,11 @@ def _insert(connection: sa.Connection, batch: list[Draft]) -> list[Answer]:
     New rows go in with one INSERT ... RETURNING for the whole batch, and their MESSAGE payloads
     are built from the drafts and that statement's rows instead of loading ORM objects back.
     """
-    stored = _stored_by_client_id(connection, batch)
+    admission: Admission | None = None
+    if len(batch) == 1 and batch[0].room_id is not None:
+        stored, admission = _admitted_alone(connection, batch[0])
+    else:
+        stored = _stored_by_client_id(connection, batch)
     answers: list[Answer | None] = [None] * len(batch)
     first_with_key: dict[tuple[int, str | None], int] = {}
     candidates: list[int] = []
@@ -214,7 +236,8 @@ def _insert(connection: sa.Connection, batch: list[Draft]) -> list[Answer]:
             candidates.append(index)
             if draft.client_id is not None:
                 first_with_key[key] = index
-    admission = _admitted(connection, [batch[index] for index in candidates])
+    if admission is None:
+        admission = _admitted(connection, [batch[index] for index in candidates])
     users = {user_id: state.to_dict() for user_id, state in admission.users.items()}
     room_names = _room_names(connection, batch)
     new_rows: list[tuple[int, dict]] = []
@@ -361,7 +384,27 @@ def _stored_by_client_id(connection: sa.Connection, batch: list[Draft]) -> dict[
         _STORED_KEYS,
         {"senders": list({sender for sender, _ in keys}), "client_ids": list({cid for _, cid in keys})},
     )
-    ids = [message_id for message_id, sender_id, client_id in rows if (sender_id, client_id) in keys]
+    return _stored_messages(
+        connection, [message_id for message_id, sender_id, client_id in rows if (sender_id, client_id) in keys]
+    )
+
+
+def _admitted_alone(connection: sa.Connection, draft: Draft) -> tuple[dict[tuple[int, str | None], dict], Admission]:
+    """``_stored_by_client_id`` and ``_admitted`` of a batch of one room message, in one statement."""
+    admission = Admission()
+    params = {"sender_id": draft.sender_id, "room_id": draft.room_id, "client_id": draft.client_id}
+    row = connection.execute(_ADMISSION_OF_ONE, params).first()
+    if row is None:
+        return {}, admission  # the sender is gone: refused
+    admission.users[row[0]] = UserState(*row[:6])
+    admission.last_rev = row[6] or 0
+    if row[7] is not None:
+        admission.members.add((row[0], row[7]))
+    stored_id = row[8] if draft.client_id is not None else None
+    return _stored_messages(connection, [stored_id] if stored_id is not None else []), admission
+
+
+def _stored_messages(connection: sa.Connection, ids: list[int]) -> dict[tuple[int, str | None], dict]:
     if not ids:
         return {}
     # A resend: its stored MESSAGE, through an ORM session on the write's own connection and transaction.
