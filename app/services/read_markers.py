@@ -168,6 +168,21 @@ def _forward(table: sa.Table, target: sa.Column) -> sa.Update:
 # (PostgreSQL evaluates an UPDATE's WHERE again on the newest version of a row it waited for).
 _FORWARD_ROOM_MARKERS = _forward(_memberships, _memberships.c.room_id)
 _FORWARD_DM_MARKERS = _forward(_dm_markers, _dm_markers.c.other_id)
+
+
+def _forward_all(table: sa.Table, target: sa.Column) -> sa.TextClause:
+    """PostgreSQL: one UPDATE for every marker of the batch, from three arrays, where an executemany
+    sends (and psycopg adapts) one UPDATE per marker. Each key comes once in a batch."""
+    return sa.text(
+        f"UPDATE {table.name} SET last_read_id = batch.v"
+        " FROM unnest(CAST(:u AS integer[]), CAST(:t AS integer[]), CAST(:v AS integer[])) AS batch(u, t, v)"
+        f" WHERE {table.name}.user_id = batch.u AND {table.name}.{target.name} = batch.t"
+        f" AND {table.name}.last_read_id < batch.v"
+    )
+
+
+_FORWARD_ROOM_MARKERS_AT_ONCE = _forward_all(_memberships, _memberships.c.room_id)
+_FORWARD_DM_MARKERS_AT_ONCE = _forward_all(_dm_markers, _dm_markers.c.other_id)
 _INSERT_DM_MARKERS = sa.insert(_dm_markers)
 
 
@@ -206,10 +221,16 @@ def _apply(connection: sa.Connection, batch: list[MarkRequest]) -> list[int | Ba
             elif message_id > before:
                 dm_updates.append({"u": user_id, "t": target, "v": message_id})
         markers[(kind, user_id, target)] = max(before, message_id)
-    if room_updates:
-        connection.execute(_FORWARD_ROOM_MARKERS, room_updates)
-    if dm_updates:
-        connection.execute(_FORWARD_DM_MARKERS, dm_updates)
+    at_once = connection.dialect.name == "postgresql"
+    for updates, one_by_one, all_at_once in (
+        (room_updates, _FORWARD_ROOM_MARKERS, _FORWARD_ROOM_MARKERS_AT_ONCE),
+        (dm_updates, _FORWARD_DM_MARKERS, _FORWARD_DM_MARKERS_AT_ONCE),
+    ):
+        if updates and at_once:
+            columns = {name: [update[name] for update in updates] for name in ("u", "t", "v")}
+            connection.execute(all_at_once, columns)
+        elif updates:
+            connection.execute(one_by_one, updates)
     if dm_inserts:
         connection.execute(_INSERT_DM_MARKERS, dm_inserts)
     return [
