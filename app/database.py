@@ -138,11 +138,38 @@ def write_transaction(*, ordered: bool = False) -> Iterator[Session]:
         try:
             session.connection(execution_options={"sqlite_immediate": True})
             if ordered and is_postgres(session):
-                session.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MESSAGE_LOCK_KEY})
+                session.execute(_ADVISORY_LOCK, {"key": MESSAGE_LOCK_KEY})
             yield session
             session.commit()
         except BaseException as error:
             session.rollback()
+            problem = storage_problem(error)
+            if problem is not None:
+                STORAGE.failed(problem)
+            raise
+        STORAGE.wrote()
+
+
+_ADVISORY_LOCK = sa.text("SELECT pg_advisory_xact_lock(:key)")
+
+
+@contextmanager
+def write_connection(*, ordered: bool = False) -> Iterator[sa.Connection]:
+    """``write_transaction`` on a Core Connection of its own, for the batch writers that run only
+    Core statements (messages, read markers): no ORM Session to begin, flush, expire and close.
+
+    The caller's session is not touched: callers end its read snapshot first (``end_read_snapshot``),
+    so it holds no connection while this one is checked out.
+    """
+    with _write_lock:
+        try:
+            with db.engine.connect() as connection:
+                connection.execution_options(sqlite_immediate=True)
+                with connection.begin():
+                    if ordered and connection.dialect.name == "postgresql":
+                        connection.execute(_ADVISORY_LOCK, {"key": MESSAGE_LOCK_KEY})
+                    yield connection
+        except BaseException as error:
             problem = storage_problem(error)
             if problem is not None:
                 STORAGE.failed(problem)
@@ -157,6 +184,8 @@ def end_read_snapshot() -> None:
     opened would empty the pool that the committing greenlet needs, and every one of them would
     wait out the pool's timeout. Only a snapshot with nothing to write is ended.
     """
+    if not db.session.registry.has():
+        return  # no session yet in this context (a `read` that only consulted caches): nothing to give back
     session = db.session()
     if session.in_transaction() and not (session.new or session.dirty or session.deleted):
         session.commit()

@@ -366,19 +366,19 @@ def check_attachable(uploader_id: int, ids: list[int]) -> None:
         raise _unusable()
 
 
-def claim(session, uploader_id: int, message_id: int, ids: list[int]) -> list[dict]:
-    """Tie the uploads to the message inside its transaction; their ATTACHMENTs, in id order."""
+def claim(connection: sa.Connection, uploader_id: int, message_id: int, ids: list[int]) -> list[dict]:
+    """Tie the uploads to the message inside its write (on that write's connection); their ATTACHMENTs, in id order."""
     if not ids:
         return []
     table = cast(sa.Table, Attachment.__table__)
-    claimed = session.execute(
+    claimed = connection.execute(
         sa.update(table)
         .where(table.c.id.in_(ids), table.c.uploader_id == uploader_id, table.c.message_id.is_(None))
         .values(message_id=message_id)
     )
     if claimed.rowcount != len(ids):
         raise _unusable()
-    rows = session.execute(
+    rows = connection.execute(
         sa.select(
             table.c.id,
             table.c.name,

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 import sqlalchemy.orm
 
 from app import metrics
-from app.database import end_read_snapshot, write_lock, write_transaction
+from app.database import end_read_snapshot, write_connection, write_lock, write_transaction
 from app.errors import ServiceError
 from app.extensions import db
 from app.models import (
@@ -40,7 +40,7 @@ from app.models import (
     utcnow,
 )
 from app.services import files, validation
-from app.services.hot_cache import USER_COLUMNS, UserState, hot_cache
+from app.services.hot_cache import UserState, hot_cache
 from app.services.notifier import notifier
 from app.services.read_markers import MarkRequest, read_markers
 from app.services.rooms import check_may_read, get_room, unread_counts
@@ -118,8 +118,8 @@ class MessageWriter:
         """Store the batch and answer every draft in it, each exactly once."""
         started = time.perf_counter()
         try:
-            with write_transaction(ordered=self.ordered) as session:
-                answers = _insert(session, batch)
+            with write_connection(ordered=self.ordered) as connection:
+                answers = _insert(connection, batch)
             metrics.record_commit(len(batch), time.perf_counter() - started)
         except Exception as exc:
             if len(batch) == 1:
@@ -149,17 +149,80 @@ def _fail(batch: list[Draft], exc: BaseException) -> None:
 Answer = tuple[dict, bool] | ServiceError
 
 
-def _insert(session, batch: list[Draft]) -> list[Answer]:
+# The writer's statements, built once: executing the same statement object again reuses its
+# memoized cache key and its compiled form, where a statement built per batch would be walked
+# again to compute its cache key every time. They run on the write's own Connection
+# (``write_connection``), past the ORM, since they read and write plain rows.
+_messages = cast(sa.Table, Message.__table__)
+_users = cast(sa.Table, User.__table__)
+_memberships = cast(sa.Table, RoomMembership.__table__)
+_rooms = cast(sa.Table, Room.__table__)
+# Every stored (sender, client_id) pair of the batch, through the unique index on the pair, and
+# possibly a few more pairs (one sender's id with another's client_id) that the caller leaves out.
+_STORED_KEYS = sa.select(_messages.c.id, _messages.c.sender_id, _messages.c.client_id).where(
+    _messages.c.sender_id.in_(sa.bindparam("senders", expanding=True)),
+    _messages.c.client_id.in_(sa.bindparam("client_ids", expanding=True)),
+)
+# Senders and recipients as the transaction sees them, which of them are members of the batch's
+# rooms, and the last rev (a scalar subquery riding along on every row).
+_USER_STATE = (
+    _users.c.id,
+    _users.c.username,
+    _users.c.is_admin,
+    _users.c.banned,
+    _users.c.ban_reason,
+    _users.c.muted_until,
+)
+_LAST_REV = sa.select(sa.func.max(_messages.c.rev)).scalar_subquery()
+_ADMISSION = (
+    sa.select(*_USER_STATE, _LAST_REV, _memberships.c.room_id)
+    .outerjoin(
+        _memberships,
+        sa.and_(
+            _memberships.c.user_id == _users.c.id,
+            _memberships.c.room_id.in_(sa.bindparam("room_ids", expanding=True)),
+        ),
+    )
+    .where(_users.c.id.in_(sa.bindparam("user_ids", expanding=True)))
+)
+# A batch of one room message (every batch on SQLite, where nothing else runs while a write
+# does): the same admission and the id stored earlier under its client_id, if any, in one
+# statement without IN lists, which cost a rendering of the SQL per execution.
+_ADMISSION_OF_ONE = (
+    sa.select(
+        *_USER_STATE,
+        _LAST_REV,
+        _memberships.c.room_id,
+        sa.select(_messages.c.id)
+        .where(_messages.c.sender_id == sa.bindparam("sender_id"), _messages.c.client_id == sa.bindparam("client_id"))
+        .scalar_subquery(),
+    )
+    .outerjoin(
+        _memberships,
+        sa.and_(_memberships.c.user_id == _users.c.id, _memberships.c.room_id == sa.bindparam("room_id")),
+    )
+    .where(_users.c.id == sa.bindparam("sender_id"))
+)
+_INSERT_MESSAGES = sa.insert(_messages).returning(_messages.c.id, sort_by_parameter_order=True)
+_INSERT_MENTIONS = sa.insert(cast(sa.Table, Mention.__table__))
+_ROOM_NAMES = sa.select(_rooms.c.id, _rooms.c.name).where(_rooms.c.id.in_(sa.bindparam("ids", expanding=True)))
+
+
+def _insert(connection: sa.Connection, batch: list[Draft]) -> list[Answer]:
     """Insert the drafts whose client_id is new and whose sender may post; one answer per draft, in order:
     (MESSAGE, duplicate), or the refusal.
 
     A client_id repeated within the batch, or already stored, answers with the one stored message.
     Ban, mute and membership are checked here, inside the ordered write, with one statement for
     the batch (``_admitted``), so no cache can let a post through after a change has committed.
-    New rows go in with one Core INSERT ... RETURNING for the whole batch, and their MESSAGE
-    payloads are built from the drafts and that statement's rows instead of loading ORM objects back.
+    New rows go in with one INSERT ... RETURNING for the whole batch, and their MESSAGE payloads
+    are built from the drafts and that statement's rows instead of loading ORM objects back.
     """
-    stored = _stored_by_client_id(session, batch)
+    admission: Admission | None = None
+    if len(batch) == 1 and batch[0].room_id is not None:
+        stored, admission = _admitted_alone(connection, batch[0])
+    else:
+        stored = _stored_by_client_id(connection, batch)
     answers: list[Answer | None] = [None] * len(batch)
     first_with_key: dict[tuple[int, str | None], int] = {}
     candidates: list[int] = []
@@ -173,9 +236,10 @@ def _insert(session, batch: list[Draft]) -> list[Answer]:
             candidates.append(index)
             if draft.client_id is not None:
                 first_with_key[key] = index
-    admission = _admitted(session, [batch[index] for index in candidates])
+    if admission is None:
+        admission = _admitted(connection, [batch[index] for index in candidates])
     users = {user_id: state.to_dict() for user_id, state in admission.users.items()}
-    room_names = _room_names(session, batch)
+    room_names = _room_names(connection, batch)
     new_rows: list[tuple[int, dict]] = []
     for index in candidates:
         draft = batch[index]
@@ -203,9 +267,8 @@ def _insert(session, batch: list[Draft]) -> list[Answer]:
         first_rev = admission.last_rev + 1
         for offset, (_, row) in enumerate(new_rows):
             row["rev"] = first_rev + offset
-        table = cast(sa.Table, Message.__table__)
-        statement = sa.insert(table).returning(table.c.id, sort_by_parameter_order=True)
-        ids = session.execute(statement, [row for _, row in new_rows]).scalars().all()
+        rows = [row for _, row in new_rows]
+        ids = connection.execute(_INSERT_MESSAGES, rows if len(rows) > 1 else rows[0]).scalars().all()
         mention_rows = [
             {
                 "message_id": message_id,
@@ -217,10 +280,10 @@ def _insert(session, batch: list[Draft]) -> list[Answer]:
             for position, (user_id, _name) in enumerate(batch[index].mentions)
         ]
         if mention_rows:
-            session.execute(sa.insert(cast(sa.Table, Mention.__table__)), mention_rows)
+            connection.execute(_INSERT_MENTIONS, mention_rows)
         for (index, row), message_id in zip(new_rows, ids, strict=True):
             mentioned = [name for _, name in batch[index].mentions]
-            attached = files.claim(session, row["sender_id"], message_id, batch[index].attachment_ids)
+            attached = files.claim(connection, row["sender_id"], message_id, batch[index].attachment_ids)
             answers[index] = (_message_dict(message_id, row, users, room_names, mentioned, attached), False)
     for index, draft in enumerate(batch):
         if answers[index] is None:
@@ -240,20 +303,14 @@ class Admission:
     last_rev: int = 0
 
 
-def _admitted(session, drafts: list[Draft]) -> Admission:
+def _admitted(connection, drafts: list[Draft]) -> Admission:
     """One statement for the whole batch (the last rev rides along as a scalar subquery)."""
     if not drafts:
         return Admission()
     user_ids = {d.sender_id for d in drafts} | {d.recipient_id for d in drafts if d.recipient_id is not None}
     room_ids = {d.room_id for d in drafts if d.room_id is not None}
-    last_rev = sa.select(sa.func.max(Message.rev)).scalar_subquery()
-    if room_ids:
-        membership = sa.and_(RoomMembership.user_id == User.id, RoomMembership.room_id.in_(room_ids))
-        stmt = sa.select(*USER_COLUMNS, last_rev, RoomMembership.room_id).outerjoin(RoomMembership, membership)
-    else:
-        stmt = sa.select(*USER_COLUMNS, last_rev, sa.null())
     admission = Admission()
-    for row in session.execute(stmt.where(User.id.in_(user_ids))):
+    for row in connection.execute(_ADMISSION, {"user_ids": list(user_ids), "room_ids": list(room_ids)}):
         admission.users[row[0]] = UserState(*row[:-2])
         admission.last_rev = row[-2] or 0
         if row[-1] is not None:
@@ -309,26 +366,51 @@ def _message_dict(
     }
 
 
-def _room_names(session, batch: list[Draft]) -> dict[int, str]:
+def _room_names(connection, batch: list[Draft]) -> dict[int, str]:
     """The name of every room of the batch, read from the database only where a draft did not bring it."""
     room_names = {d.room_id: d.room_name for d in batch if d.room_id is not None and d.room_name is not None}
     missing_rooms = {d.room_id for d in batch if d.room_id} - room_names.keys()
     if missing_rooms:
-        room_names.update(session.execute(sa.select(Room.id, Room.name).where(Room.id.in_(missing_rooms))).all())
+        room_names.update(connection.execute(_ROOM_NAMES, {"ids": list(missing_rooms)}).tuples().all())
     return room_names
 
 
-def _stored_by_client_id(session, batch: list[Draft]) -> dict[tuple[int, str], dict]:
+def _stored_by_client_id(connection: sa.Connection, batch: list[Draft]) -> dict[tuple[int, str | None], dict]:
     keys = {(d.sender_id, d.client_id) for d in batch if d.client_id is not None}
     if not keys:
         return {}
-    conditions = [sa.and_(Message.sender_id == s, Message.client_id == c) for s, c in keys]
     # Ids first, without the joined loads: almost every batch repeats no client_id.
-    ids = session.scalars(sa.select(Message.id).where(sa.or_(*conditions))).all()
+    rows = connection.execute(
+        _STORED_KEYS,
+        {"senders": list({sender for sender, _ in keys}), "client_ids": list({cid for _, cid in keys})},
+    )
+    return _stored_messages(
+        connection, [message_id for message_id, sender_id, client_id in rows if (sender_id, client_id) in keys]
+    )
+
+
+def _admitted_alone(connection: sa.Connection, draft: Draft) -> tuple[dict[tuple[int, str | None], dict], Admission]:
+    """``_stored_by_client_id`` and ``_admitted`` of a batch of one room message, in one statement."""
+    admission = Admission()
+    params = {"sender_id": draft.sender_id, "room_id": draft.room_id, "client_id": draft.client_id}
+    row = connection.execute(_ADMISSION_OF_ONE, params).first()
+    if row is None:
+        return {}, admission  # the sender is gone: refused
+    admission.users[row[0]] = UserState(*row[:6])
+    admission.last_rev = row[6] or 0
+    if row[7] is not None:
+        admission.members.add((row[0], row[7]))
+    stored_id = row[8] if draft.client_id is not None else None
+    return _stored_messages(connection, [stored_id] if stored_id is not None else []), admission
+
+
+def _stored_messages(connection: sa.Connection, ids: list[int]) -> dict[tuple[int, str | None], dict]:
     if not ids:
         return {}
-    rows = session.scalars(sa.select(Message).where(Message.id.in_(ids)))
-    return {(m.sender_id, m.client_id): m.to_dict() for m in rows}
+    # A resend: its stored MESSAGE, through an ORM session on the write's own connection and transaction.
+    with sa.orm.Session(bind=connection) as session:
+        messages = session.scalars(sa.select(Message).where(Message.id.in_(ids)))
+        return {(m.sender_id, m.client_id): m.to_dict() for m in messages}
 
 
 writer = MessageWriter()

@@ -22,7 +22,7 @@ from typing import cast
 import sqlalchemy as sa
 from flask import current_app
 
-from app.database import end_read_snapshot, write_transaction
+from app.database import end_read_snapshot, write_connection
 from app.errors import ServiceError
 from app.metrics import READ_MARKER_BATCH_SIZE
 from app.models import DirectReadMarker, Message, RoomMembership, dm_pair
@@ -96,8 +96,8 @@ class ReadMarkerWriter:
     def _commit(self, batch: list[MarkRequest]) -> None:
         try:
             self.transactions += 1
-            with write_transaction() as session:
-                answers = _apply(session, batch)
+            with write_connection() as connection:
+                answers = _apply(connection, batch)
             READ_MARKER_BATCH_SIZE.observe(len(batch))
         except Exception as exc:
             if len(batch) > 1:
@@ -121,34 +121,83 @@ def _answer(batch: list[MarkRequest], answers: list) -> None:
         request.done.set()
 
 
-def _apply(session, batch: list[MarkRequest]) -> list[int | BaseException]:
+# The batch's statements, built once: executing the same statement object again reuses its memoized
+# cache key and compiled form. They run on the write's own Connection (``write_connection``), past the ORM.
+_messages = cast(sa.Table, Message.__table__)
+_memberships = cast(sa.Table, RoomMembership.__table__)
+_dm_markers = cast(sa.Table, DirectReadMarker.__table__)
+_FOUND = sa.select(_messages.c.id, _messages.c.room_id, _messages.c.dm_pair).where(
+    _messages.c.id.in_(sa.bindparam("ids", expanding=True))
+)
+# The markers of the batch's (user, room) and (user, DM partner) keys, and perhaps a few other keys
+# of the same users, which the caller leaves out: two IN lists search the primary key, where SQLite
+# answers "(user_id, room_id) IN (VALUES ...)" by scanning the whole table.
+_ROOM_MARKERS = sa.select(_memberships.c.user_id, _memberships.c.room_id, _memberships.c.last_read_id).where(
+    _memberships.c.user_id.in_(sa.bindparam("users", expanding=True)),
+    _memberships.c.room_id.in_(sa.bindparam("targets", expanding=True)),
+)
+_DM_MARKERS = sa.select(_dm_markers.c.user_id, _dm_markers.c.other_id, _dm_markers.c.last_read_id).where(
+    _dm_markers.c.user_id.in_(sa.bindparam("users", expanding=True)),
+    _dm_markers.c.other_id.in_(sa.bindparam("targets", expanding=True)),
+)
+
+
+def _markers_now(connection, statement: sa.Select, keys: set[tuple]) -> dict[tuple, int]:
+    """The stored marker of every key (user, room or DM partner) that has one."""
+    if not keys:
+        return {}
+    params = {"users": list({user_id for user_id, _ in keys}), "targets": list({target for _, target in keys})}
+    return {
+        (user_id, target): last
+        for user_id, target, last in connection.execute(statement, params)
+        if (user_id, target) in keys
+    }
+
+
+def _forward(table: sa.Table, target: sa.Column) -> sa.Update:
+    return (
+        sa.update(table)
+        .where(
+            table.c.user_id == sa.bindparam("u"), target == sa.bindparam("t"), table.c.last_read_id < sa.bindparam("v")
+        )
+        .values(last_read_id=sa.bindparam("v"))
+    )
+
+
+# "last_read_id < v" keeps a marker from moving back if another process moved it meanwhile
+# (PostgreSQL evaluates an UPDATE's WHERE again on the newest version of a row it waited for).
+_FORWARD_ROOM_MARKERS = _forward(_memberships, _memberships.c.room_id)
+_FORWARD_DM_MARKERS = _forward(_dm_markers, _dm_markers.c.other_id)
+
+
+def _forward_all(table: sa.Table, target: sa.Column) -> sa.TextClause:
+    """PostgreSQL: one UPDATE for every marker of the batch, from three arrays, where an executemany
+    sends (and psycopg adapts) one UPDATE per marker. Each key comes once in a batch."""
+    return sa.text(
+        f"UPDATE {table.name} SET last_read_id = batch.v"
+        " FROM unnest(CAST(:u AS integer[]), CAST(:t AS integer[]), CAST(:v AS integer[])) AS batch(u, t, v)"
+        f" WHERE {table.name}.user_id = batch.u AND {table.name}.{target.name} = batch.t"
+        f" AND {table.name}.last_read_id < batch.v"
+    )
+
+
+_FORWARD_ROOM_MARKERS_AT_ONCE = _forward_all(_memberships, _memberships.c.room_id)
+_FORWARD_DM_MARKERS_AT_ONCE = _forward_all(_dm_markers, _dm_markers.c.other_id)
+_INSERT_DM_MARKERS = sa.insert(_dm_markers)
+
+
+def _apply(connection: sa.Connection, batch: list[MarkRequest]) -> list[int | BaseException]:
     """Check every request, move each marker to the highest valid id of its key; answers in batch order."""
     found = {
-        row.id: (row.room_id, row.dm_pair)
-        for row in session.execute(
-            sa.select(Message.id, Message.room_id, Message.dm_pair).where(
-                Message.id.in_({request.message_id for request in batch})
-            )
+        message_id: (room_id, pair)
+        for message_id, room_id, pair in connection.execute(
+            _FOUND, {"ids": list({request.message_id for request in batch})}
         )
     }
     room_keys = {(r.user_id, r.room_id) for r in batch if r.room_id is not None}
     dm_keys = {(r.user_id, r.other_id) for r in batch if r.other_id is not None}
-    rooms_now: dict[tuple, int] = {}
-    if room_keys:
-        rows = session.execute(
-            sa.select(RoomMembership.user_id, RoomMembership.room_id, RoomMembership.last_read_id).where(
-                sa.tuple_(RoomMembership.user_id, RoomMembership.room_id).in_(room_keys)
-            )
-        )
-        rooms_now = {(user_id, room_id): last for user_id, room_id, last in rows}
-    dms_now: dict[tuple, int] = {}
-    if dm_keys:
-        rows = session.execute(
-            sa.select(DirectReadMarker.user_id, DirectReadMarker.other_id, DirectReadMarker.last_read_id).where(
-                sa.tuple_(DirectReadMarker.user_id, DirectReadMarker.other_id).in_(dm_keys)
-            )
-        )
-        dms_now = {(user_id, other_id): last for user_id, other_id, last in rows}
+    rooms_now = _markers_now(connection, _ROOM_MARKERS, room_keys)
+    dms_now = _markers_now(connection, _DM_MARKERS, dm_keys)
 
     answers: list[int | BaseException | None] = []
     wanted: dict[tuple[str, int, int], int] = {}
@@ -172,29 +221,21 @@ def _apply(session, batch: list[MarkRequest]) -> list[int | BaseException]:
             elif message_id > before:
                 dm_updates.append({"u": user_id, "t": target, "v": message_id})
         markers[(kind, user_id, target)] = max(before, message_id)
-    memberships = cast(sa.Table, RoomMembership.__table__)
-    dm_markers = cast(sa.Table, DirectReadMarker.__table__)
-    # "last_read_id < v" keeps a marker from moving back if another process moved it meanwhile
-    # (PostgreSQL evaluates an UPDATE's WHERE again on the newest version of a row it waited for).
-    if room_updates:
-        session.execute(_forward(memberships, memberships.c.room_id), room_updates)
-    if dm_updates:
-        session.execute(_forward(dm_markers, dm_markers.c.other_id), dm_updates)
+    at_once = connection.dialect.name == "postgresql"
+    for updates, one_by_one, all_at_once in (
+        (room_updates, _FORWARD_ROOM_MARKERS, _FORWARD_ROOM_MARKERS_AT_ONCE),
+        (dm_updates, _FORWARD_DM_MARKERS, _FORWARD_DM_MARKERS_AT_ONCE),
+    ):
+        if updates and at_once:
+            columns = {name: [update[name] for update in updates] for name in ("u", "t", "v")}
+            connection.execute(all_at_once, columns)
+        elif updates:
+            connection.execute(one_by_one, updates)
     if dm_inserts:
-        session.execute(sa.insert(dm_markers), dm_inserts)
+        connection.execute(_INSERT_DM_MARKERS, dm_inserts)
     return [
         answer if answer is not None else markers[request.key] for request, answer in zip(batch, answers, strict=True)
     ]
-
-
-def _forward(table: sa.Table, target: sa.Column) -> sa.Update:
-    return (
-        sa.update(table)
-        .where(
-            table.c.user_id == sa.bindparam("u"), target == sa.bindparam("t"), table.c.last_read_id < sa.bindparam("v")
-        )
-        .values(last_read_id=sa.bindparam("v"))
-    )
 
 
 def _refusal(request: MarkRequest, found: dict, rooms_now: dict) -> ServiceError | None:

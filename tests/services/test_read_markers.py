@@ -149,3 +149,26 @@ def test_a_read_marker_never_moves_back(app, ctx):
     second = messages.post_room_message(ann, "general", "two").message["id"]
     assert rooms.mark_read(ann.id, "general", second) == second
     assert rooms.mark_read(ann.id, "general", first) == second
+
+
+@pytest.mark.parametrize("statement", ["_ROOM_MARKERS", "_DM_MARKERS"])
+def test_sqlite_finds_a_batch_of_markers_through_the_primary_key(app, ctx, statement):
+    """SQLite answers "(user_id, room_id) IN (VALUES ...)" by scanning the whole table; the batch's
+    lookup of several keys must search the primary key instead."""
+    from app.services import read_markers as module
+
+    connection = db.session.connection()
+    executed: list[tuple[str, tuple]] = []
+
+    def record(_conn, _cursor, sql, parameters, _context, _executemany):
+        executed.append((sql, parameters))
+
+    sa.event.listen(connection, "before_cursor_execute", record)
+    try:
+        connection.execute(getattr(module, statement), {"users": [1, 2, 3], "targets": [4, 5]}).all()
+    finally:
+        sa.event.remove(connection, "before_cursor_execute", record)
+    (sql, parameters), *_ = executed
+    plan = connection.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, parameters).all()
+    details = " ".join(row[-1] for row in plan)
+    assert "SEARCH" in details and "SCAN" not in details, details
