@@ -104,6 +104,11 @@ class MessageWriter:
         end_read_snapshot()
         with self.pending_lock:
             self.pending.append(draft)
+        # Let the handlers already started on this worker reach the writer before it takes the
+        # batch: nothing else runs while a SQLite batch commits, so without this pause every
+        # batch there is one message paying its own COMMIT (an fsync). In the server time.sleep
+        # is gevent's (monkey-patched): a pass through the hub's waiting callbacks.
+        time.sleep(0)
         with write_lock():
             if not draft.done:
                 with self.pending_lock:
@@ -185,8 +190,7 @@ _ADMISSION = (
     )
     .where(_users.c.id.in_(sa.bindparam("user_ids", expanding=True)))
 )
-# A batch of one room message (every batch on SQLite, where nothing else runs while a write
-# does): the same admission and the id stored earlier under its client_id, if any, in one
+# A batch of one room message (most batches when messages are few): the same admission and the id stored earlier under its client_id, if any, in one
 # statement without IN lists, which cost a rendering of the SQL per execution.
 _ADMISSION_OF_ONE = (
     sa.select(
