@@ -129,7 +129,7 @@ class DirectWebSocket(engineio_gevent.WebSocketWSGI):
                 return False
             # The non-blocking OS socket under gevent's: its send() raises BlockingIOError (EAGAIN)
             # instead of waiting, and EBADF once closed (gevent's closed socket too).
-            connection = self.os_socket = gevent_socket._sock
+            connection = self.os_socket = gevent_socket._sock  # type: ignore[attr-defined]
         try:
             sent = connection.send(frame)
         except OSError as error:
