@@ -26,6 +26,7 @@ from __future__ import annotations
 import errno
 import inspect
 import logging
+import time
 
 import engineio.async_drivers.gevent as engineio_gevent
 import gevent
@@ -38,6 +39,7 @@ from engineio import base_socket as eio_base_socket
 from engineio import packet as eio_packet
 from engineio import socket as eio_socket
 from geventwebsocket.websocket import Header, WebSocket
+from socketio import packet as socketio_packet
 
 from app.metrics import EMIT_DELIVERIES
 
@@ -80,6 +82,7 @@ class DirectWebSocket(engineio_gevent.WebSocketWSGI):
     def __call__(self, environ, start_response):
         self.write_lock = gevent.lock.Semaphore()
         self.writer = None
+        self.os_socket = None
         session = getattr(self.app, "__self__", None)
         if not isinstance(session, eio_socket.Socket):
             return super().__call__(environ, start_response)
@@ -100,29 +103,35 @@ class DirectWebSocket(engineio_gevent.WebSocketWSGI):
         with self.write_lock:
             return super().close()
 
-    def write_now(self, frame: bytes) -> bool:
-        """Write ``frame`` if nothing of this socket is ahead of it; False leaves it to the queue."""
+    def write_now(self, frame: bytes, now: float) -> bool:
+        """Write ``frame`` if nothing of this socket is ahead of it; False leaves it to the queue.
+
+        ``now`` is ``time.time()`` taken once per emit. It never switches greenlets, so an emit's
+        checks and writes to every socket of a room happen with nothing else running in between.
+        """
         session = self.session
         if not session.upgraded or session.upgrading or session.closing or session.closed:
             return False
-        # As Engine.IO's own send does; closing a timed-out session may switch, so it comes first.
-        if not session.check_ping_timeout():
+        last_ping = session.last_ping
+        if last_ping and now - last_ping > session.server.ping_timeout:
+            # Engine.IO's own send (the queue) closes the timed-out session.
             return False
         queue = session.queue
-        if queue.qsize() or self.writer is None or self.writer not in queue.waiting:
-            return False
-        if self.write_lock.locked():
+        if queue.qsize() or self.writer not in queue.waiting or self.write_lock.locked():
             return False
         websocket = self._sock
         if websocket.closed or websocket.stream is None:
             return False
-        connection = websocket.handler.socket
-        if type(connection) is not gevent.socket.socket:
-            return False
-        # From here to the end no greenlet switch happens: the checks above still hold.
+        connection = self.os_socket
+        if connection is None:
+            gevent_socket = websocket.handler.socket
+            if type(gevent_socket) is not gevent.socket.socket:
+                return False
+            # The non-blocking OS socket under gevent's: its send() raises BlockingIOError (EAGAIN)
+            # instead of waiting, and EBADF once closed (gevent's closed socket too).
+            connection = self.os_socket = gevent_socket._sock  # type: ignore[attr-defined]
         try:
-            # gevent's socket takes a timeout as a third argument; 0.0 never waits.
-            sent = connection.send(frame, 0, 0.0)  # type: ignore[call-arg]
+            sent = connection.send(frame)
         except OSError as error:
             if error.errno not in WOULD_BLOCK:
                 log.debug("direct write to %s failed (%s); the queue takes it", session.sid, error)
@@ -132,10 +141,10 @@ class DirectWebSocket(engineio_gevent.WebSocketWSGI):
         if sent == 0:
             return False
         self.write_lock.acquire()  # free: checked above, and nothing switched since
-        gevent.spawn(self._finish, connection, memoryview(frame)[sent:])
+        gevent.spawn(self._finish, websocket.handler.socket, memoryview(frame)[sent:])
         return True
 
-    def _finish(self, connection, rest: memoryview) -> None:
+    def _finish(self, connection: gevent.socket.socket, rest: memoryview) -> None:
         try:
             connection.sendall(rest)
         except OSError as error:
@@ -156,6 +165,7 @@ class DirectWrites:
         self._last_frame: bytes | None = None
         self._direct = EMIT_DELIVERIES.labels(path="direct")
         self._queued = EMIT_DELIVERIES.labels(path="queued")
+        self._manager_emit = sio_server.manager.emit
 
     def install(self) -> None:
         eio = self.sio_server.eio
@@ -163,6 +173,10 @@ class DirectWrites:
         # A copy: the driver's table is shared by every Engine.IO server of the process.
         eio._async = {**eio._async, "queue": WriterTrackingQueue, "websocket": websocket_class}
         self.sio_server._send_eio_packet = self.send_eio_packet
+        # A manager of its own emit (a message queue's, which publishes first) keeps it, and its
+        # deliveries still come through send_eio_packet.
+        if type(self.sio_server.manager).emit is socketio.Manager.emit:
+            self.sio_server.manager.emit = self.emit
 
     def frame_of(self, pkt: eio_packet.Packet) -> bytes | None:
         """The websocket text frame of ``pkt``, built once for all its recipients; None if it must queue."""
@@ -181,14 +195,14 @@ class DirectWrites:
         return frame
 
     def send_eio_packet(self, eio_sid: str, pkt: eio_packet.Packet) -> None:
-        """Socket.IO's one way out for emits: straight to the websocket when possible, else the queue."""
+        """Socket.IO's one way out for packets to one socket: straight to the websocket when possible, else the queue."""
         websocket = self.websockets.get(eio_sid)
         if websocket is not None:
             frame = self.frame_of(pkt)
             try:
-                written = frame is not None and websocket.write_now(frame)
+                written = frame is not None and websocket.write_now(frame, time.time())
             except Exception:
-                # Nothing was written: the queue delivers it, and the emit goes on to the other sockets.
+                # Nothing was written: the queue delivers it.
                 log.exception("direct write to %s failed; the queue takes it", eio_sid)
                 written = False
             if written:
@@ -196,6 +210,50 @@ class DirectWrites:
                 return
         self._queued.inc()
         self._queued_send(eio_sid, pkt)
+
+    def emit(self, event, data, namespace, room=None, skip_sid=None, callback=None, to=None, **kwargs):
+        """``Manager.emit`` for the plain in-process manager, with one loop over the room's sockets.
+
+        The same packet as python-socketio builds, and the same recipients (``get_participants``
+        less ``skip_sid``), each given the packet in turn as ``Manager.emit`` does: written
+        directly where order allows, else put on that socket's queue. Anything else (callbacks,
+        binary data) takes python-socketio's own path.
+        """
+        manager = self.sio_server.manager
+        room = to or room
+        if callback or namespace not in manager.rooms:
+            # (the plain manager ignores the rest of kwargs, such as ignore_queue)
+            return self._manager_emit(event, data, namespace, room=room, skip_sid=skip_sid, callback=callback, **kwargs)
+        arguments = list(data) if isinstance(data, tuple) else [] if data is None else [data]
+        encoded = self.sio_server.packet_class(
+            socketio_packet.EVENT, namespace=namespace, data=[event, *arguments]
+        ).encode()
+        if not isinstance(encoded, str):
+            return self._manager_emit(event, data, namespace, room=room, skip_sid=skip_sid, callback=callback, **kwargs)
+        pkt = eio_packet.Packet(eio_packet.MESSAGE, encoded)
+        frame = self.frame_of(pkt)
+        skipped = skip_sid if isinstance(skip_sid, list) else (skip_sid,)
+        websockets = self.websockets
+        queued_send = self._queued_send
+        now = time.time()
+        direct = queued = 0
+        for sid, eio_sid in manager.get_participants(namespace, room):
+            if sid in skipped:
+                continue
+            websocket = websockets.get(eio_sid)
+            if websocket is not None and frame is not None:
+                try:
+                    if websocket.write_now(frame, now):
+                        direct += 1
+                        continue
+                except Exception:
+                    log.exception("direct write to %s failed; the queue takes it", eio_sid)
+            queued += 1
+            queued_send(eio_sid, pkt)
+        if direct:
+            self._direct.inc(direct)
+        if queued:
+            self._queued.inc(queued)
 
 
 def fanout_installable(sio_server: socketio.Server) -> bool:
@@ -230,6 +288,13 @@ def _parameters(function) -> set[str]:
         return set()
 
 
+def _parameters_in_order(function) -> list[str]:
+    try:
+        return list(inspect.signature(function).parameters)
+    except (TypeError, ValueError):
+        return []
+
+
 # What each function must still refer to for the layer's assumptions to hold (looked up at check time).
 EXPECTED_NAMES = (
     # Sessions keep their packets on a queue made by the server, and keep these flags.
@@ -250,8 +315,17 @@ EXPECTED_NAMES = (
         {"poll", "send", "close", "start_background_task", "upgraded", "upgrading"},
     ),
     (eio_socket.Socket, "send", {"check_ping_timeout", "queue", "put"}),
-    # A room emit encodes once and hands the same Engine.IO packet to every recipient here.
-    (socketio.Manager, "emit", {"_send_eio_packet"}),
+    # A session has timed out when its last ping is older than the server's ping_timeout.
+    (eio_socket.Socket, "check_ping_timeout", {"last_ping", "server", "ping_timeout", "close"}),
+    # A room emit encodes once and hands the same Engine.IO packet to every recipient here;
+    # DirectWrites.emit does what it does without a callback, with the same packet and recipients.
+    (
+        socketio.Manager,
+        "emit",
+        {"_send_eio_packet", "get_participants", "packet_class", "EVENT", "MESSAGE", "rooms", "encode"},
+    ),
+    # gevent's socket keeps the non-blocking OS socket it wraps as _sock.
+    (gevent.socket.socket, "__init__", {"_sock", "setblocking"}),
 )
 
 
@@ -272,6 +346,7 @@ def check_fanout_internals() -> None:
         (eio_socket.Socket, ("check_ping_timeout", "poll", "_websocket_handler", "_upgrade_websocket")),
         (engineio_gevent.WebSocketWSGI, ("__call__", "send", "close")),
         (socketio.Server, ("_send_eio_packet",)),
+        (socketio.Manager, ("get_participants", "emit")),
         (gevent.queue.JoinableQueue, ("get", "qsize")),
         (gevent.lock.Semaphore, ("acquire", "release", "locked")),
         (gevent.socket.socket, ("send", "sendall")),
@@ -288,8 +363,9 @@ def check_fanout_internals() -> None:
         problems.append("WebSocketWSGI no longer keeps its handler as .app and its websocket as ._sock")
     if not {"block", "timeout"} <= _parameters(gevent.queue.JoinableQueue.get):
         problems.append("gevent's Queue.get no longer takes (block, timeout)")
-    if "timeout" not in _parameters(gevent.socket.socket.send):
-        problems.append("gevent's socket.send no longer takes a timeout")
+    emit_parameters = ("self", "event", "data", "namespace", "room", "skip_sid", "callback", "to", "kwargs")
+    if tuple(_parameters_in_order(socketio.Manager.emit)) != emit_parameters:
+        problems.append(f"Manager.emit no longer takes ({', '.join(emit_parameters[1:])})")
     if "queue" not in engineio_gevent._async or "websocket" not in engineio_gevent._async:
         problems.append("engineio's gevent driver no longer names its queue and websocket classes in _async")
     frame = (
