@@ -71,6 +71,14 @@ class RoomState:
 
 USER_COLUMNS = (User.id, User.username, User.is_admin, User.banned, User.ban_reason, User.muted_until)
 ROOM_COLUMNS = (Room.id, Room.name, Room.private, Room.topic)
+# Built once: a statement object reused keeps its cache key, which SQLAlchemy otherwise works out
+# again for every execution.
+USER_BY_ID = sa.select(*USER_COLUMNS).where(User.id == sa.bindparam("user_id"))
+USER_BY_NAME = sa.select(*USER_COLUMNS).where(User.username_key == sa.bindparam("key"))
+ROOM_BY_NAME = sa.select(*ROOM_COLUMNS).where(Room.name == sa.bindparam("name"))
+MEMBERSHIP = sa.select(RoomMembership.room_id).where(
+    RoomMembership.user_id == sa.bindparam("user_id"), RoomMembership.room_id == sa.bindparam("room_id")
+)
 
 
 def _began(session: Session, _transaction, _connection) -> None:
@@ -107,8 +115,12 @@ class HotCache:
             self.hits.inc()
             return entry[1]
         self.misses.inc()
+        return self.read_user(user_id)
+
+    def read_user(self, user_id: int) -> UserState | None:
+        """The user as the database has them in the session's snapshot, kept for later lookups."""
         generation = _snapshot_generation()
-        row = db.session.execute(sa.select(*USER_COLUMNS).where(User.id == user_id)).first()
+        row = db.session.execute(USER_BY_ID, {"user_id": user_id}).first()
         if row is None:
             return None
         state = UserState(*row)
@@ -122,7 +134,7 @@ class HotCache:
             return self.user(user_id)
         self.misses.inc()
         generation = _snapshot_generation()
-        row = db.session.execute(sa.select(*USER_COLUMNS).where(User.username_key == key)).first()
+        row = db.session.execute(USER_BY_NAME, {"key": key}).first()
         if row is None:
             return None
         state = UserState(*row)
@@ -139,7 +151,7 @@ class HotCache:
             return entry[1]
         self.misses.inc()
         generation = _snapshot_generation()
-        row = db.session.execute(sa.select(*ROOM_COLUMNS).where(Room.name == name)).first()
+        row = db.session.execute(ROOM_BY_NAME, {"name": name}).first()
         if row is None:
             return None
         state = RoomState(*row)
@@ -154,11 +166,7 @@ class HotCache:
             return True
         self.misses.inc()
         generation = _snapshot_generation()
-        found = db.session.scalar(
-            sa.select(RoomMembership.room_id).where(
-                RoomMembership.user_id == user_id, RoomMembership.room_id == room_id
-            )
-        )
+        found = db.session.scalar(MEMBERSHIP, {"user_id": user_id, "room_id": room_id})
         if found is None:
             return False
         if generation == _generation:
@@ -166,6 +174,22 @@ class HotCache:
                 self.members.clear()
             self.members[key] = self.clock() + self.ttl
         return True
+
+    def remember_rooms_of(self, user_id: int, member_rooms: Iterable) -> None:
+        """Keep the rooms and memberships of ``user_id`` that a read of the session's open
+        transaction found (a socket's rooms at connect: ``rooms.member_rooms``), so that the
+        socket's first `message` in each reads nothing."""
+        session = db.session()
+        if not session.in_transaction():
+            return  # the read's snapshot is gone: its generation is unknown
+        generation = session.info.get(_SESSION_GENERATION, -1)
+        if generation != _generation:
+            return
+        for room in member_rooms:
+            self._store(self.rooms, room.name, RoomState(room.id, room.name, room.private, room.topic), generation)
+            if len(self.members) >= MAX_ENTRIES:
+                self.members.clear()
+            self.members[(user_id, room.id)] = self.clock() + self.ttl
 
     def _store(self, table: dict, key, value, generation: int) -> None:
         if generation != _generation:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-import sqlalchemy as sa
 from flask import current_app, request
 from flask_socketio import ConnectionRefusedError, join_room
 
@@ -27,9 +26,6 @@ from app.sockets.common import (
 )
 
 Sender = TypeVar("Sender", User, UserState)
-
-# Read at every connect, so built once (a statement object keeps its cache key).
-BANNED = sa.select(User.banned).where(User.id == sa.bindparam("user_id"))
 
 
 class ChatNamespace(GuardedNamespace):
@@ -57,6 +53,7 @@ class ChatNamespace(GuardedNamespace):
         try:
             user = connecting_user(auth)
             member_rooms = rooms.member_rooms(user.id)
+            hot_cache().remember_rooms_of(user.id, member_rooms)
             user_dict = user.to_dict()
             session_payload = {
                 "user": user_dict,
@@ -107,7 +104,9 @@ class ChatNamespace(GuardedNamespace):
     @staticmethod
     def _banned_meanwhile(user_id: int) -> bool:
         db.session.rollback()  # a fresh snapshot: the ban may have committed after ours began
-        return bool(db.session.scalar(BANNED, {"user_id": user_id}))
+        # Read through the worker's cache, which keeps it: the socket's first `message` reads nothing.
+        state = hot_cache().read_user(user_id)
+        return state is not None and state.banned
 
     def _me(self) -> dict:
         """The USER of this socket, from the socket's own record (no shared-store read)."""

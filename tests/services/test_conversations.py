@@ -18,6 +18,7 @@ from app.errors import ServiceError
 from app.extensions import db
 from app.models import AuditEntry, Mention, Message, Reaction, Room, User, utcnow
 from app.services import messages, moderation, rooms, users
+from app.services.hot_cache import hot_cache
 from app.services.notifier import EXTENSION_KEY, Published, RecordingNotifier
 from tests.services.test_ordering import WAIT_SECONDS, libpq, wait_for_lock_waiter
 from tests.support import moderation as moderate
@@ -987,3 +988,19 @@ def test_a_message_event_costs_a_fixed_small_number_of_sql_statements(app, make_
     limits = {"sqlite": (3, 7), "postgresql+psycopg": (3, 6)}[dialect]
     assert len(plain_sql) <= limits[0] and len(mention_sql) <= limits[1]
     assert plain_sql[0] == "BEGIN IMMEDIATE" or plain_sql[0].startswith("SELECT pg_advisory_xact_lock")
+
+
+@both_databases
+def test_a_sockets_first_message_reads_nothing_before_the_write(app, make_user, socket_client, database_url):
+    ann = make_user("ann")
+    with app.app_context():
+        hot_cache().clear()
+    # Connecting read the user (the ban re-check) and the user's rooms: the worker keeps both.
+    sio = socket_client(ann)
+    first, first_sql = statements_of(
+        app, lambda: sio.emit("message", {"room": "general", "body": "first", "client_id": "f1"}, callback=True)
+    )
+    assert first["ok"] is True, first
+    dialect = database_url.split(":", 1)[0]
+    assert len(first_sql) <= {"sqlite": 3, "postgresql+psycopg": 3}[dialect], first_sql
+    assert first_sql[0] == "BEGIN IMMEDIATE" or first_sql[0].startswith("SELECT pg_advisory_xact_lock")

@@ -59,6 +59,27 @@ def test_a_read_from_a_snapshot_older_than_an_invalidation_is_used_but_not_kept(
     assert ann.id in cache.users
 
 
+def test_a_sockets_rooms_read_at_connect_are_kept_only_from_a_snapshot_no_invalidation_followed(app, ann):
+    ann_id = ann.id  # (reading an expired ORM attribute would begin a transaction)
+    cache = HotCache(ttl_seconds=30)
+    db.session.rollback()
+    cache.remember_rooms_of(ann_id, rooms.member_rooms(ann_id))  # read in the open transaction
+    general = cache.rooms["general"][1]
+    assert general.name == "general" and (ann_id, general.id) in cache.members
+    assert cache.is_member(ann_id, general.id)
+
+    for stale in ("invalidated meanwhile", "transaction over"):
+        cache = HotCache(ttl_seconds=30)
+        db.session.rollback()
+        found = rooms.member_rooms(ann_id)
+        if stale == "invalidated meanwhile":
+            cache.invalidate(memberships=[(ann_id, general.id)])  # a leave committed after the read began
+        else:
+            db.session.rollback()  # the read's snapshot is gone: its age is unknown
+        cache.remember_rooms_of(ann_id, found)
+        assert cache.rooms == {} and cache.members == {}, stale
+
+
 def test_non_members_are_never_cached(app, ann):
     cache = HotCache(ttl_seconds=30)
     room, _ = rooms.join_room(ann.id, "elsewhere")
