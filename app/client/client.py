@@ -149,13 +149,32 @@ class SwitchboardClient:
             self._lock.notify_all()
         if self._worker is not None:
             self._worker.join(timeout=5)
-        self._shut(self.sio)
-        self._release(self.sio)
+        self._retire(self.sio)
 
     @classmethod
     def _retire(cls, sio: socketio.Client) -> None:
         cls._shut(sio)
         cls._release(sio)
+        if cls._stop_reconnecting(sio):
+            cls._shut(sio)
+            cls._release(sio)
+
+    @staticmethod
+    def _stop_reconnecting(sio: socketio.Client) -> bool:
+        """End a reconnection that a drop started just before ``reconnection`` was turned off.
+
+        python-socketio's reconnection loop never reads ``reconnection`` again: left alone, it
+        retries for the life of the process (or reconnects). Its abort event is cleared when the
+        loop starts, so it is set until the loop has ended. True if it had reconnected meanwhile.
+        """
+        task = getattr(sio, "_reconnect_task", None)
+        abort = getattr(sio, "_reconnect_abort", None)
+        for _ in range(100):
+            if task is None or abort is None or not task.is_alive():
+                break
+            abort.set()
+            task.join(timeout=0.1)
+        return sio.connected
 
     @staticmethod
     def _release(sio: socketio.Client) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import itertools
+import socket
 import subprocess
 import sys
 import threading
@@ -295,6 +296,7 @@ def test_a_repeated_delete_whose_ack_was_lost_answers_the_deleted_message(server
 @pytest.mark.filterwarnings(ENGINEIO_LEAKED_WEBSOCKET)
 def test_a_connection_that_stops_answering_is_replaced_and_the_message_stored_once(server, open_client):
     [ann] = accounts(server, 1, rooms=("mute-line",))
+    threads_before = set(threading.enumerate())
     proxy = DroppingProxy(server.port)
     try:
         client = open_client(
@@ -310,6 +312,15 @@ def test_a_connection_that_stops_answering_is_replaced_and_the_message_stored_on
         assert essentials([stored]) == stored_room(server, "mute-line")
         assert client.wait_for(lambda: essentials(client.room_messages("mute-line")) == [essentials([stored])[0]], 5)
         assert client.connections >= 2
+        client.close()
+        # Neither the replaced connection nor the last one keeps reconnecting after the close.
+        for thread in threading.enumerate():
+            if thread.name == "switchboard-client-shut":
+                thread.join(10)
+        reconnecting = [
+            t.name for t in threading.enumerate() if "_handle_reconnect" in t.name and t not in threads_before
+        ]
+        assert reconnecting == []
     finally:
         proxy.close()
         gc.collect()
@@ -456,3 +467,24 @@ def test_outbox_gives_up_on_refusals_about_the_message(code):
     with pytest.raises(MessageRejected) as rejected:
         item.wait(0)
     assert rejected.value.code == code
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_reconnection_started_after_the_shut_is_stopped():
+    # A drop handled just before `reconnection` was turned off starts python-socketio's
+    # reconnection loop after the shut; that loop never reads `reconnection` again.
+    sio = socketio.Client(reconnection=True, reconnection_delay=0.01, reconnection_delay_max=0.02)
+    sio.connection_url, sio.connection_headers, sio.connection_auth = f"http://127.0.0.1:{closed_port()}", {}, None
+    sio.connection_transports, sio.connection_namespaces, sio.socketio_path = ["polling"], ["/"], "socket.io"
+    SwitchboardClient._shut(sio)
+    sio._reconnect_task = sio.start_background_task(sio._handle_reconnect)  # its connects are refused
+    time.sleep(0.1)
+    assert sio._reconnect_task.is_alive()
+    task = sio._reconnect_task
+    assert SwitchboardClient._stop_reconnecting(sio) is False
+    assert not task.is_alive()
