@@ -26,7 +26,6 @@ changed.
 
 from __future__ import annotations
 
-import inspect
 import os
 from typing import Any
 
@@ -35,6 +34,8 @@ import flask_socketio
 import gevent
 import socketio
 from flask.ctx import RequestContext
+
+from app.sockets.internals import names_used, parameters
 
 # When set, gevent reads it as usual (`1` keeps the spawning stacks in its run info); unset, tracking is off.
 TRACK_GREENLET_TREE_VARIABLE = "GEVENT_TRACK_GREENLET_TREE"
@@ -112,28 +113,6 @@ def install_event_dispatch(sio_server: socketio.Server) -> None:
     sio_server._handle_event = handle_event
 
 
-def _names_used(function) -> set[str]:
-    """Attribute and global names (and string constants) a function's code, nested code included, refers to."""
-    code = getattr(function, "__code__", None)
-    if code is None:
-        return set()
-    names: set[str] = set()
-    pending = [code]
-    while pending:
-        current = pending.pop()
-        names.update(current.co_names)
-        names.update(const for const in current.co_consts if isinstance(const, str))
-        pending.extend(const for const in current.co_consts if hasattr(const, "co_names"))
-    return names
-
-
-def _parameters(function) -> list[str]:
-    try:
-        return list(inspect.signature(function).parameters)
-    except (TypeError, ValueError):
-        return []
-
-
 EXPECTED_NAMES = (
     # The path EventContext replaces: the socket's environ, its saved session, the request attributes.
     (
@@ -170,12 +149,12 @@ def check_dispatch_internals(app: flask.Flask) -> None:
     """Fail at start-up, naming what changed, if the libraries no longer work as this module assumes."""
     problems: list[str] = []
     for owner, name, names in EXPECTED_NAMES:
-        missing = names - _names_used(getattr(owner, name, None))
+        missing = names - names_used(getattr(owner, name, None), strings=True)
         if missing:
             problems.append(f"{owner.__name__}.{name} no longer uses {', '.join(sorted(missing))}")
-    if _parameters(socketio.Server._handle_event) != ["self", "eio_sid", "namespace", "id", "data"]:
+    if parameters(socketio.Server._handle_event) != ["self", "eio_sid", "namespace", "id", "data"]:
         problems.append("socketio.Server._handle_event no longer takes (eio_sid, namespace, id, data)")
-    if _parameters(socketio.Server._handle_event_internal) != [
+    if parameters(socketio.Server._handle_event_internal) != [
         "self",
         "server",
         "sid",

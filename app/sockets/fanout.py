@@ -24,7 +24,6 @@ It relies on internals of python-engineio, python-socketio and gevent-websocket;
 from __future__ import annotations
 
 import errno
-import inspect
 import logging
 import time
 
@@ -42,6 +41,7 @@ from geventwebsocket.websocket import Header, WebSocket
 from socketio import packet as socketio_packet
 
 from app.metrics import EMIT_DELIVERIES
+from app.sockets.internals import names_used, parameters
 
 log = logging.getLogger("switchboard.sockets.fanout")
 
@@ -267,34 +267,6 @@ def install_direct_writes(sio_server: socketio.Server) -> DirectWrites:
     return fanout
 
 
-def _names_used(function) -> set[str]:
-    """Attribute and global names a function's code (and the functions nested in it) refers to."""
-    code = getattr(function, "__code__", None)
-    if code is None:
-        return set()
-    names: set[str] = set()
-    pending = [code]
-    while pending:
-        current = pending.pop()
-        names.update(current.co_names)
-        pending.extend(const for const in current.co_consts if hasattr(const, "co_names"))
-    return names
-
-
-def _parameters(function) -> set[str]:
-    try:
-        return set(inspect.signature(function).parameters)
-    except (TypeError, ValueError):
-        return set()
-
-
-def _parameters_in_order(function) -> list[str]:
-    try:
-        return list(inspect.signature(function).parameters)
-    except (TypeError, ValueError):
-        return []
-
-
 # What each function must still refer to for the layer's assumptions to hold (looked up at check time).
 EXPECTED_NAMES = (
     # Sessions keep their packets on a queue made by the server, and keep these flags.
@@ -339,7 +311,7 @@ def check_fanout_internals() -> None:
     """
     problems: list[str] = []
     for owner, name, names in EXPECTED_NAMES:
-        missing = names - _names_used(getattr(owner, name, None))
+        missing = names - names_used(getattr(owner, name, None))
         if missing:
             problems.append(f"{owner.__name__}.{name} no longer uses {', '.join(sorted(missing))}")
     for owner, attributes in (
@@ -355,16 +327,16 @@ def check_fanout_internals() -> None:
         (eio_packet.Packet, ("encode",)),
     ):
         problems += [f"missing {owner.__qualname__}.{name}" for name in attributes if not hasattr(owner, name)]
-    if not {"self", "message"} <= _parameters(engineio_gevent.WebSocketWSGI.send):
+    if not {"self", "message"} <= set(parameters(engineio_gevent.WebSocketWSGI.send)):
         problems.append("WebSocketWSGI.send no longer takes (message)")
-    if "app" not in _names_used(engineio_gevent.WebSocketWSGI.__init__) or "_sock" not in _names_used(
+    if "app" not in names_used(engineio_gevent.WebSocketWSGI.__init__) or "_sock" not in names_used(
         engineio_gevent.WebSocketWSGI.__call__
     ):
         problems.append("WebSocketWSGI no longer keeps its handler as .app and its websocket as ._sock")
-    if not {"block", "timeout"} <= _parameters(gevent.queue.JoinableQueue.get):
+    if not {"block", "timeout"} <= set(parameters(gevent.queue.JoinableQueue.get)):
         problems.append("gevent's Queue.get no longer takes (block, timeout)")
     emit_parameters = ("self", "event", "data", "namespace", "room", "skip_sid", "callback", "to", "kwargs")
-    if tuple(_parameters_in_order(socketio.Manager.emit)) != emit_parameters:
+    if tuple(parameters(socketio.Manager.emit)) != emit_parameters:
         problems.append(f"Manager.emit no longer takes ({', '.join(emit_parameters[1:])})")
     if "queue" not in engineio_gevent._async or "websocket" not in engineio_gevent._async:
         problems.append("engineio's gevent driver no longer names its queue and websocket classes in _async")
