@@ -50,6 +50,11 @@ EMIT_DELIVERIES = Counter(
     "Emitted packets handed to one socket, by path: direct (its websocket frame written at once) or queued",
     ["path"],
 )
+SOCKET_WRITERS = Gauge(
+    "switchboard_socket_writers",
+    "Websockets with packets queued that a writer greenlet is writing now (a slow reader or a burst); idle ones have none",
+    multiprocess_mode="livesum",
+)
 ACK_SECONDS = Histogram(
     "switchboard_socket_ack_seconds",
     "Time from an event reaching its handler to its ack, by namespace and event",

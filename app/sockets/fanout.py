@@ -1,21 +1,28 @@
-"""Frame once, write many: an emit's websocket frame is built once and written straight to every idle websocket.
+"""Frame once, write many, and a writer greenlet only while a socket has something queued.
 
 python-socketio already encodes a room emit once and hands the same Engine.IO packet to
 every recipient (``Manager.emit`` -> ``Server._send_eio_packet``). Stock Engine.IO then
 puts it on each socket's queue, and each socket's writer greenlet wakes, frames it and
 writes it: a queue put, a greenlet switch and a framing per delivery. Here the frame is
 built once per packet and written with one non-blocking ``send()`` to each websocket
-whose writer is idle, in the emitting greenlet.
+that has nothing queued, in the emitting greenlet.
+
+Stock Engine.IO also keeps one writer greenlet per websocket for the socket's whole life,
+parked on its queue almost all the time (about 11 KB per idle socket, its saved stack and
+frames). Here a websocket session is served by ``DirectWebSocket.serve``, Engine.IO's
+websocket transport with one difference: no writer waits. A packet put on the queue starts
+a short-lived greenlet that writes what is queued, in order, and ends when the queue is
+empty.
 
 Order and exactly-once hold because a frame is written directly only when nothing of that
-socket can be ahead of it: the socket is an upgraded websocket, its queue is empty, its
-writer greenlet is parked in the queue's blocking ``get`` (so it holds no packet taken from
-the queue and not yet written), and no earlier direct frame is still being finished. In
-every other case, and whenever the kernel takes none of the frame, the packet goes on the
-queue as before. A frame the kernel takes only in part is finished by a greenlet of its own
-that holds the socket's write lock; the writer takes that lock for each of its writes, so
-nothing overtakes the rest of the frame, and later packets queue behind it: a slow reader
-never stalls the emitting greenlet.
+socket can be ahead of it: the socket is an upgraded websocket, its queue is empty, no
+greenlet is writing its queue (so none holds a packet taken from the queue and not yet
+written), and no earlier direct frame is still being finished. In every other case, and
+whenever the kernel takes none of the frame, the packet goes on the queue as before. A
+frame the kernel takes only in part is finished by a greenlet of its own that holds the
+socket's write lock; every write from the queue takes that lock, so nothing overtakes the
+rest of the frame, and later packets queue behind it: a slow reader never stalls the
+emitting greenlet.
 
 It relies on internals of python-engineio, python-socketio and gevent-websocket;
 ``check_fanout_internals()`` names any that changed, at start-up.
@@ -24,6 +31,8 @@ It relies on internals of python-engineio, python-socketio and gevent-websocket;
 from __future__ import annotations
 
 import errno
+import hashlib
+import inspect
 import logging
 import time
 
@@ -35,58 +44,57 @@ import gevent.socket
 import socketio
 from engineio import base_server as eio_base_server
 from engineio import base_socket as eio_base_socket
+from engineio import exceptions as eio_exceptions
 from engineio import packet as eio_packet
 from engineio import socket as eio_socket
 from geventwebsocket.websocket import Header, WebSocket
 from socketio import packet as socketio_packet
 
-from app.metrics import EMIT_DELIVERIES
+from app.metrics import EMIT_DELIVERIES, SOCKET_WRITERS
 from app.sockets.internals import names_used, parameters
 
 log = logging.getLogger("switchboard.sockets.fanout")
 
-# Socket.IO EVENT packets only: BINARY_EVENT ("5") comes with attachments, which stay on the queue.
-DIRECT_SOCKETIO_TYPES = frozenset("2")
+# Socket.IO packets of one text frame: CONNECT, DISCONNECT, EVENT, ACK and CONNECT_ERROR. BINARY_EVENT and
+# BINARY_ACK ("5", "6") come with attachments, which stay on the queue.
+DIRECT_SOCKETIO_TYPES = frozenset("01234")
 WOULD_BLOCK = frozenset({errno.EAGAIN, errno.EWOULDBLOCK})
 
 
-class WriterTrackingQueue(gevent.queue.JoinableQueue):
-    """An Engine.IO socket's packet queue that knows which greenlets wait in a blocking ``get``."""
+class SessionQueue(gevent.queue.JoinableQueue):
+    """An Engine.IO session's packet queue that tells its websocket, once it has one, of each packet put."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.waiting: set = set()
+        self.on_put = None
 
-    def get(self, block=True, timeout=None):
-        if not block:
-            return super().get(block, timeout)
-        current = gevent.getcurrent()
-        self.waiting.add(current)
-        try:
-            return super().get(block, timeout)
-        finally:
-            # No switch between taking the item and this line: a waiting greenlet holds nothing.
-            self.waiting.discard(current)
+    def put(self, item, block=True, timeout=None):
+        super().put(item, block, timeout)
+        on_put = self.on_put
+        if on_put is not None:
+            on_put()
 
 
 class DirectWebSocket(engineio_gevent.WebSocketWSGI):
-    """Engine.IO's gevent-websocket wrapper, registered for direct writes while its handler runs.
+    """Engine.IO's gevent-websocket wrapper, serving its session's websocket transport itself.
 
-    Every write of Engine.IO's writer greenlet (and its closing frame) takes ``write_lock``,
-    so it never interleaves with the rest of a direct frame. ``writer`` is the greenlet that
-    last wrote through ``send``: after the upgrade probe, Engine.IO's writer greenlet.
+    Every write from the queue (and the closing frame) takes ``write_lock``, so it never
+    interleaves with the rest of a direct frame. ``draining`` is the greenlet writing what
+    is queued, if one is.
     """
 
     fanout: DirectWrites  # set on the subclass each DirectWrites installs
 
     def __call__(self, environ, start_response):
         self.write_lock = gevent.lock.Semaphore()
-        self.writer = None
+        self.draining = None
+        self.finished = False
         self.os_socket = None
         session = getattr(self.app, "__self__", None)
         if not isinstance(session, eio_socket.Socket):
             return super().__call__(environ, start_response)
         self.session = session
+        self.app = self.serve  # instead of Engine.IO's Socket._websocket_handler, which it replaces
         self.fanout.websockets[session.sid] = self
         try:
             return super().__call__(environ, start_response)
@@ -95,13 +103,115 @@ class DirectWebSocket(engineio_gevent.WebSocketWSGI):
                 del self.fanout.websockets[session.sid]
 
     def send(self, message):
-        self.writer = gevent.getcurrent()
         with self.write_lock:
             return super().send(message)
 
     def close(self):
         with self.write_lock:
             return super().close()
+
+    def receive(self):
+        """The next message from the client (None once it closed), refusing one over Engine.IO's size limit."""
+        data = self.wait()
+        if data and len(data) > self.session.server.max_http_buffer_size:
+            raise ValueError("packet is too large")
+        return data
+
+    def serve(self, _ws) -> list:
+        """Engine.IO's websocket transport (``Socket._websocket_handler``) for this session, with no writer waiting.
+
+        The same steps as Engine.IO's: on an upgrade from polling, the probe, its answer, the
+        NOOP that ends the pending poll and the UPGRADE packet; then the session's packets
+        are read here until the client goes, and written by ``drain`` as they are queued.
+        (Engine.IO's attempt to set a socket timeout finds nothing to set on gevent-websocket.)
+        """
+        session = self.session
+        server = session.server
+        if session.connected:
+            session.upgrading = True  # packets queue during the upgrade
+            probe = eio_packet.Packet(encoded_packet=self.receive())
+            if probe.packet_type != eio_packet.PING or probe.data != "probe":
+                server.logger.info("%s: Failed websocket upgrade, no PING packet", session.sid)
+                session.upgrading = False
+                return []
+            self.send(eio_packet.Packet(eio_packet.PONG, data="probe").encode())
+            session.queue.put(eio_packet.Packet(eio_packet.NOOP))  # ends the pending poll
+            upgrade = self.receive()
+            if eio_packet.Packet(encoded_packet=upgrade).packet_type != eio_packet.UPGRADE:
+                session.upgraded = False
+                server.logger.info(
+                    "%s: Failed websocket upgrade, expected UPGRADE packet, received %s instead.", session.sid, upgrade
+                )
+                session.upgrading = False
+                return []
+            session.upgraded = True
+            session.upgrading = False
+        else:
+            session.connected = True
+            session.upgraded = True
+        session.queue.on_put = self.packet_queued
+        self.packet_queued()  # what was queued during the upgrade
+        server.logger.info("%s: Upgrade to websocket successful", session.sid)
+
+        while True:
+            try:
+                data = self.receive()
+            except Exception as error:
+                if not session.closed:
+                    server.logger.info('%s: Unexpected error "%s", closing connection', session.sid, error)
+                break
+            if data is None:  # the client closed the connection
+                break
+            try:
+                session.receive(eio_packet.Packet(encoded_packet=data))
+            except eio_exceptions.UnknownPacketError:
+                pass
+            except eio_exceptions.SocketIsClosedError:
+                server.logger.info("Receive error -- socket is closed")
+                break
+            except Exception:
+                server.logger.exception("Unknown receive error")
+                break
+
+        session.queue.put(None)  # the writer closes the websocket after what is queued
+        draining = self.draining
+        if draining is not None:
+            draining.join()
+        session.close(wait=False, abort=True, reason=server.reason.TRANSPORT_CLOSE)
+        return []
+
+    def packet_queued(self) -> None:
+        """Start a writer for the queue unless one is running (it takes this packet too) or the socket is done."""
+        if self.draining is None and not self.finished and self.session.queue.qsize():
+            SOCKET_WRITERS.inc()
+            self.draining = gevent.spawn(self.drain)
+
+    def drain(self) -> None:
+        """Write the queued packets in order, and end once the queue is empty; None closes the websocket.
+
+        As Engine.IO's writer greenlet does, minus the wait for the next packet: taking a
+        packet and finding the queue empty never switch greenlets, so a packet put
+        while this runs is written by it, and one put after it ends starts a new writer.
+        """
+        queue = self.session.queue
+        try:
+            while True:
+                try:
+                    pkt = queue.get(block=False)
+                except gevent.queue.Empty:
+                    return
+                queue.task_done()
+                if pkt is None:
+                    break
+                try:
+                    self.send(pkt.encode())
+                except Exception:
+                    break
+            self.finished = True
+            self.close()
+        finally:
+            self.draining = None
+            SOCKET_WRITERS.dec()
 
     def write_now(self, frame: bytes, now: float) -> bool:
         """Write ``frame`` if nothing of this socket is ahead of it; False leaves it to the queue.
@@ -116,8 +226,7 @@ class DirectWebSocket(engineio_gevent.WebSocketWSGI):
         if last_ping and now - last_ping > session.server.ping_timeout:
             # Engine.IO's own send (the queue) closes the timed-out session.
             return False
-        queue = session.queue
-        if queue.qsize() or self.writer not in queue.waiting or self.write_lock.locked():
+        if session.queue.qsize() or self.draining is not None or self.write_lock.locked():
             return False
         websocket = self._sock
         if websocket.closed or websocket.stream is None:
@@ -171,7 +280,7 @@ class DirectWrites:
         eio = self.sio_server.eio
         websocket_class = type("DirectWebSocket", (DirectWebSocket,), {"fanout": self})
         # A copy: the driver's table is shared by every Engine.IO server of the process.
-        eio._async = {**eio._async, "queue": WriterTrackingQueue, "websocket": websocket_class}
+        eio._async = {**eio._async, "queue": SessionQueue, "websocket": websocket_class}
         self.sio_server._send_eio_packet = self.send_eio_packet
         # A manager of its own emit (a message queue's, which publishes first) keeps it, and its
         # deliveries still come through send_eio_packet.
@@ -267,6 +376,10 @@ def install_direct_writes(sio_server: socketio.Server) -> DirectWrites:
     return fanout
 
 
+# The source of python-engineio 4.15.1's Socket._websocket_handler, which DirectWebSocket.serve replaces:
+# any change to it must be reviewed against serve before the layer runs with it.
+WEBSOCKET_HANDLER_SHA256 = "58afe122719282de1def07b5530c154fbf41a40481bc8a787c4eb7d94db56c9c"
+
 # What each function must still refer to for the layer's assumptions to hold (looked up at check time).
 EXPECTED_NAMES = (
     # Sessions keep their packets on a queue made by the server, and keep these flags.
@@ -278,14 +391,14 @@ EXPECTED_NAMES = (
     (eio_base_server.BaseServer, "create_queue", {"_async"}),
     # The websocket wrapper comes from the same table, and wraps the handler bound to its session.
     (eio_socket.Socket, "_upgrade_websocket", {"_async", "_websocket_handler"}),
-    # The writer greenlet takes packets with poll() (a blocking get, then gets without blocking)
-    # and writes each through the wrapper's send(), closing it through close().
-    (eio_socket.Socket, "poll", {"queue", "get"}),
+    # DirectWebSocket.serve replaces this handler, and does what it does (see WEBSOCKET_HANDLER_SHA256).
     (
         eio_socket.Socket,
         "_websocket_handler",
-        {"poll", "send", "close", "start_background_task", "upgraded", "upgrading"},
+        {"wait", "receive", "close", "queue", "put", "poll", "send", "upgraded", "upgrading", "connected"},
     ),
+    (eio_socket.Socket, "receive", {"packet_type"}),
+    (eio_socket.Socket, "close", {"closed", "closing", "queue", "put"}),
     (eio_socket.Socket, "send", {"check_ping_timeout", "queue", "put"}),
     # A session has timed out when its last ping is older than the server's ping_timeout.
     (eio_socket.Socket, "check_ping_timeout", {"last_ping", "server", "ping_timeout", "close"}),
@@ -304,10 +417,9 @@ EXPECTED_NAMES = (
 def check_fanout_internals() -> None:
     """Fail at start-up, naming what changed, if the libraries no longer have what direct writes rely on.
 
-    Direct writes keep each socket's order only while Engine.IO's writer works as it does
-    today (one writer greenlet per websocket that writes whatever it took from the queue
-    before it waits on the queue again); an upgrade that changes that must stop the start,
-    not reorder messages.
+    Direct writes keep each socket's order only while this layer is the only writer of its
+    websockets: ``DirectWebSocket.serve`` stands in for Engine.IO's websocket handler, so a
+    release that changes that handler must stop the start, not reorder or lose messages.
     """
     problems: list[str] = []
     for owner, name, names in EXPECTED_NAMES:
@@ -315,8 +427,10 @@ def check_fanout_internals() -> None:
         if missing:
             problems.append(f"{owner.__name__}.{name} no longer uses {', '.join(sorted(missing))}")
     for owner, attributes in (
-        (eio_socket.Socket, ("check_ping_timeout", "poll", "_websocket_handler", "_upgrade_websocket")),
-        (engineio_gevent.WebSocketWSGI, ("__call__", "send", "close")),
+        (eio_socket.Socket, ("check_ping_timeout", "receive", "close", "_websocket_handler", "_upgrade_websocket")),
+        (engineio_gevent.WebSocketWSGI, ("__call__", "send", "close", "wait")),
+        (eio_exceptions, ("UnknownPacketError", "SocketIsClosedError")),
+        (eio_base_server.BaseServer.reason, ("TRANSPORT_CLOSE",)),
         (socketio.Server, ("_send_eio_packet",)),
         (socketio.Manager, ("get_participants", "emit")),
         (gevent.queue.JoinableQueue, ("get", "qsize")),
@@ -327,6 +441,19 @@ def check_fanout_internals() -> None:
         (eio_packet.Packet, ("encode",)),
     ):
         problems += [f"missing {owner.__qualname__}.{name}" for name in attributes if not hasattr(owner, name)]
+    handler = getattr(eio_socket.Socket, "_websocket_handler", None)
+    try:
+        handler_sha256 = hashlib.sha256(inspect.getsource(handler).encode()).hexdigest()
+    except (OSError, TypeError):
+        handler_sha256 = "unreadable"
+    if handler_sha256 != WEBSOCKET_HANDLER_SHA256:
+        problems.append(
+            f"Socket._websocket_handler is not the one DirectWebSocket.serve replaces (sha256 {handler_sha256})"
+        )
+    if tuple(parameters(eio_socket.Socket.close)) != ("self", "wait", "abort", "reason"):
+        problems.append("Socket.close no longer takes (wait, abort, reason)")
+    if hasattr(WebSocket, "settimeout"):
+        problems.append("gevent-websocket's WebSocket now has settimeout, which Engine.IO's handler would call")
     if not {"self", "message"} <= set(parameters(engineio_gevent.WebSocketWSGI.send)):
         problems.append("WebSocketWSGI.send no longer takes (message)")
     if "app" not in names_used(engineio_gevent.WebSocketWSGI.__init__) or "_sock" not in names_used(

@@ -173,6 +173,18 @@ def assert_exactly_once_in_order(ids: list[int], acked: list[list[int]]) -> None
         assert sorted(sent, key=position.__getitem__) == sent, "a sender's messages arrived out of order"
 
 
+def writers_running(server: LiveServer) -> float:
+    text = requests.get(f"{server.url}/metrics", timeout=10).text
+    return float(re.search(r"^switchboard_socket_writers (\S+)$", text, re.M).group(1))
+
+
+def wait_for_writers(server: LiveServer, matches, seconds: float = WAIT_SECONDS) -> float:
+    deadline = time.monotonic() + seconds
+    while not matches(count := writers_running(server)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return count
+
+
 def delivery_counts(server: LiveServer) -> dict[str, float]:
     text = requests.get(f"{server.url}/metrics", timeout=10).text
     return {
@@ -211,6 +223,8 @@ def test_a_room_of_thirty_websockets_gets_a_burst_exactly_once_and_in_order(fano
     assert all(receiver.ids == receivers[0].ids for receiver in receivers)
     after = delivery_counts(fanout_server)
     assert after.get("direct", 0) > before.get("direct", 0), "no frame was written directly"
+    # Every writer that the burst started ended with its queue: 38 idle websockets, no greenlet writing.
+    assert wait_for_writers(fanout_server, lambda count: count == 0) == 0
 
 
 def test_a_reader_that_stops_reading_stalls_nobody_and_later_gets_everything(fanout_server, opened):
@@ -251,12 +265,15 @@ def test_a_reader_that_stops_reading_stalls_nobody_and_later_gets_everything(fan
     for receiver in receivers:
         assert_exactly_once_in_order(receiver.ids, acked)
     assert took < 60, f"the room took {took:.1f}s"
+    # The stalled socket's writer waits for room in its buffer; nobody else's does.
+    assert wait_for_writers(fanout_server, lambda count: count >= 1) == 1
 
     # The stalled reader now reads: everything, once, in order, its frames intact.
     stalled.start()
     stalled.wait_for(2 * PER_SENDER, time.monotonic() + DELIVERY_BOUND_SECONDS)
     assert_exactly_once_in_order(stalled.ids, acked)
     assert stalled.ids == receivers[0].ids
+    assert wait_for_writers(fanout_server, lambda count: count == 0) == 0
 
 
 def test_a_socket_upgrading_mid_broadcast_loses_and_reorders_nothing(fanout_server, opened):
@@ -342,12 +359,14 @@ def test_the_start_up_check_names_a_missing_internal(monkeypatch, owner, name, c
         fanout.check_fanout_internals()
 
 
-def test_the_start_up_check_notices_a_writer_that_no_longer_polls(monkeypatch):
-    def poll(self):
+def test_the_start_up_check_notices_a_new_websocket_handler(monkeypatch):
+    def _websocket_handler(self, ws):
         return []
 
-    monkeypatch.setattr(engineio.socket.Socket, "poll", poll)
-    with pytest.raises(RuntimeError, match=r"Socket\.poll no longer uses get, queue"):
+    monkeypatch.setattr(engineio.socket.Socket, "_websocket_handler", _websocket_handler)
+    with pytest.raises(
+        RuntimeError, match=r"Socket\._websocket_handler is not the one DirectWebSocket\.serve replaces"
+    ):
         fanout.check_fanout_internals()
 
 
