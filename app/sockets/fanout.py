@@ -30,6 +30,7 @@ It relies on internals of python-engineio, python-socketio and gevent-websocket;
 
 from __future__ import annotations
 
+import collections
 import errno
 import hashlib
 import inspect
@@ -38,6 +39,8 @@ import time
 
 import engineio.async_drivers.gevent as engineio_gevent
 import gevent
+import gevent.event
+import gevent.hub
 import gevent.lock
 import gevent.queue
 import gevent.socket
@@ -61,18 +64,106 @@ DIRECT_SOCKETIO_TYPES = frozenset("01234")
 WOULD_BLOCK = frozenset({errno.EAGAIN, errno.EWOULDBLOCK})
 
 
-class SessionQueue(gevent.queue.JoinableQueue):
-    """An Engine.IO session's packet queue that tells its websocket, once it has one, of each packet put."""
+class SessionQueue:
+    """An Engine.IO session's packet queue: what Engine.IO asks of gevent's ``JoinableQueue``, a few
+    hundred bytes per socket instead of 2.8 KB.
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    gevent's queue allocates three deques and an event for every session up front; a
+    websocket's queue is empty almost always, so here the deque and the waiting greenlets'
+    list come with their first use. ``get`` waits as gevent's does: a waiting greenlet is
+    switched to from the hub, and only while a packet is there for it, so one whose wait timed
+    out is never woken. Once the session has a websocket, ``on_put`` learns of each packet put.
+    """
+
+    __slots__ = ("_items", "_getters", "_waking", "_unfinished", "_all_done", "on_put")
+
+    def __init__(self, *args, **kwargs) -> None:
+        # Engine.IO asks for an unbounded queue (create_queue() with no arguments).
+        self._items: collections.deque | None = None
+        self._getters: collections.deque | None = None
+        self._waking = False
+        self._unfinished = 0
+        self._all_done: gevent.event.Event | None = None
         self.on_put = None
 
-    def put(self, item, block=True, timeout=None):
-        super().put(item, block, timeout)
+    def qsize(self) -> int:
+        items = self._items
+        return len(items) if items is not None else 0
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def put(self, item, block=True, timeout=None) -> None:
+        items = self._items
+        if items is None:
+            items = self._items = collections.deque()
+        items.append(item)
+        self._unfinished += 1
+        if self._getters and not self._waking:
+            self._waking = True
+            gevent.get_hub().loop.run_callback(self._wake)
         on_put = self.on_put
         if on_put is not None:
             on_put()
+
+    def put_nowait(self, item) -> None:
+        self.put(item, False)
+
+    def _wake(self) -> None:
+        """In the hub: hand the packets there are to the greenlets waiting, first come first served."""
+        self._waking = False
+        getters = self._getters
+        while getters and self._items:
+            getters.popleft().switch(None)
+
+    def get(self, block=True, timeout=None):
+        items = self._items
+        if items:
+            return items.popleft()
+        if not block:
+            raise gevent.queue.Empty
+        getters = self._getters
+        if getters is None:
+            getters = self._getters = collections.deque()
+        timer = gevent.Timeout._start_new_or_dummy(timeout)
+        try:
+            while True:
+                waiter = gevent.hub.Waiter()
+                getters.append(waiter)
+                try:
+                    waiter.get()
+                except BaseException:
+                    if waiter in getters:
+                        getters.remove(waiter)
+                    raise
+                items = self._items
+                if items:
+                    return items.popleft()
+        except gevent.Timeout as error:
+            if error is not timer:
+                raise
+            raise gevent.queue.Empty from None
+        finally:
+            timer.close()
+
+    def get_nowait(self):
+        return self.get(False)
+
+    def task_done(self) -> None:
+        if self._unfinished <= 0:
+            raise ValueError("task_done() called too many times")
+        self._unfinished -= 1
+        if self._unfinished == 0 and self._all_done is not None:
+            self._all_done.set()
+
+    def join(self, timeout=None) -> bool:
+        """Wait until every packet put has been taken and marked done (Engine.IO's ``close(wait=True)``)."""
+        if self._unfinished == 0:
+            return True
+        all_done = self._all_done
+        if all_done is None or all_done.is_set():
+            all_done = self._all_done = gevent.event.Event()
+        return all_done.wait(timeout)
 
 
 class DirectWebSocket(engineio_gevent.WebSocketWSGI):
@@ -93,11 +184,17 @@ class DirectWebSocket(engineio_gevent.WebSocketWSGI):
         session = getattr(self.app, "__self__", None)
         if not isinstance(session, eio_socket.Socket):
             return super().__call__(environ, start_response)
+        websocket = environ.get("wsgi.websocket")
+        if websocket is None:
+            return super().__call__(environ, start_response)  # Engine.IO's error: not a gevent-websocket server
+        # What Engine.IO's wrapper keeps before it calls the handler; serve is called here directly,
+        # one frame less on the stack every idle websocket's greenlet keeps.
+        self._sock = websocket
+        self.environ = environ
         self.session = session
-        self.app = self.serve  # instead of Engine.IO's Socket._websocket_handler, which it replaces
         self.fanout.websockets[session.sid] = self
         try:
-            return super().__call__(environ, start_response)
+            return self.serve()
         finally:
             if self.fanout.websockets.get(session.sid) is self:
                 del self.fanout.websockets[session.sid]
@@ -112,12 +209,12 @@ class DirectWebSocket(engineio_gevent.WebSocketWSGI):
 
     def receive(self):
         """The next message from the client (None once it closed), refusing one over Engine.IO's size limit."""
-        data = self.wait()
+        data = self._sock.receive()
         if data and len(data) > self.session.server.max_http_buffer_size:
             raise ValueError("packet is too large")
         return data
 
-    def serve(self, _ws) -> list:
+    def serve(self) -> list:
         """Engine.IO's websocket transport (``Socket._websocket_handler``) for this session, with no writer waiting.
 
         The same steps as Engine.IO's: on an upgrade from polling, the probe, its answer, the
@@ -153,9 +250,15 @@ class DirectWebSocket(engineio_gevent.WebSocketWSGI):
         self.packet_queued()  # what was queued during the upgrade
         server.logger.info("%s: Upgrade to websocket successful", session.sid)
 
+        # The loop reads gevent-websocket directly: each idle websocket's greenlet waits here, and
+        # every frame less on its stack is memory less per socket.
+        receive = self._sock.receive
+        limit = server.max_http_buffer_size
         while True:
             try:
-                data = self.receive()
+                data = receive()
+                if data and len(data) > limit:
+                    raise ValueError("packet is too large")
             except Exception as error:
                 if not session.closed:
                     server.logger.info('%s: Unexpected error "%s", closing connection', session.sid, error)
@@ -433,7 +536,8 @@ def check_fanout_internals() -> None:
         (eio_base_server.BaseServer.reason, ("TRANSPORT_CLOSE",)),
         (socketio.Server, ("_send_eio_packet",)),
         (socketio.Manager, ("get_participants", "emit")),
-        (gevent.queue.JoinableQueue, ("get", "qsize")),
+        (gevent.hub.Waiter, ("get", "switch")),
+        (gevent.Timeout, ("_start_new_or_dummy", "close")),
         (gevent.lock.Semaphore, ("acquire", "release", "locked")),
         (gevent.socket.socket, ("send", "sendall")),
         (Header, ("encode_header",)),
@@ -460,8 +564,24 @@ def check_fanout_internals() -> None:
         engineio_gevent.WebSocketWSGI.__call__
     ):
         problems.append("WebSocketWSGI no longer keeps its handler as .app and its websocket as ._sock")
-    if not {"block", "timeout"} <= set(parameters(gevent.queue.JoinableQueue.get)):
-        problems.append("gevent's Queue.get no longer takes (block, timeout)")
+    if not {"wsgi.websocket", "_sock", "environ", "app"} <= names_used(
+        engineio_gevent.WebSocketWSGI.__call__, strings=True
+    ):
+        problems.append("WebSocketWSGI.__call__ no longer takes environ['wsgi.websocket'] as ._sock before the handler")
+    engineio_queue_use = names_used(eio_socket.Socket.poll) | names_used(eio_socket.Socket.close)
+    if (
+        engineio_queue_use & {"put_nowait", "get_nowait", "peek", "empty", "full"}
+        or not {
+            "get",
+            "task_done",
+            "put",
+            "join",
+        }
+        <= engineio_queue_use
+    ):
+        problems.append("Engine.IO no longer uses its queue as SessionQueue serves it (get, task_done, put, join)")
+    if engineio_gevent._async.get("queue_empty") is not gevent.queue.Empty:
+        problems.append("engineio's gevent driver no longer waits on gevent.queue.Empty")
     emit_parameters = ("self", "event", "data", "namespace", "room", "skip_sid", "callback", "to", "kwargs")
     if tuple(parameters(socketio.Manager.emit)) != emit_parameters:
         problems.append(f"Manager.emit no longer takes ({', '.join(emit_parameters[1:])})")

@@ -103,7 +103,8 @@ def test_a_socket_with_anything_ahead_of_the_frame_leaves_it_to_the_queue(connec
     elif state == "ping timed out":
         session.last_ping = 100.0
     elif state == "queue not empty":
-        session.queue.queue.append(b"earlier")
+        session.queue.on_put = None  # no writer: the packet stays queued
+        session.queue.put(Frame(b"earlier"))
     elif state == "writer busy":
         connection.websocket.draining = gevent.getcurrent()
     elif state == "locked":
@@ -114,7 +115,7 @@ def test_a_socket_with_anything_ahead_of_the_frame_leaves_it_to_the_queue(connec
     assert connection.websocket.write_now(b"\x81\x02hi", 121.0) is False
 
     if state == "queue not empty":
-        session.queue.queue.clear()
+        session.queue.get_nowait()
     if state == "writer busy":
         connection.websocket.draining = None
     if state == "locked":
@@ -205,4 +206,4 @@ def test_every_packet_taken_is_marked_done_so_a_waiting_close_returns(connection
     joiner = gevent.spawn(connection.session.queue.join)
     joiner.join(timeout=5)
     assert joiner.dead
-    assert connection.session.queue.unfinished_tasks == 0
+    assert connection.session.queue.join(timeout=0) is True
