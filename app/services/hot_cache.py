@@ -96,6 +96,12 @@ def _snapshot_generation() -> int:
     return _generation
 
 
+def transaction_generation() -> int:
+    """The generation at which the session's open transaction began (-1 outside one)."""
+    session = db.session()
+    return session.info.get(_SESSION_GENERATION, -1) if session.in_transaction() else -1
+
+
 class HotCache:
     def __init__(self, ttl_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.ttl = ttl_seconds
@@ -190,6 +196,16 @@ class HotCache:
             if len(self.members) >= MAX_ENTRIES:
                 self.members.clear()
             self.members[(user_id, room.id)] = self.clock() + self.ttl
+
+    def remember_member(self, user_id: int, room_id: int, began: int, own_invalidations: int = 0) -> None:
+        """Keep a membership that a write transaction begun at generation ``began`` (``transaction_generation``)
+        made or found, so the user's first `message` after a `join` reads nothing; only if no invalidation
+        but the caller's own ``own_invalidations`` (its ``changed()`` after the commit) came since it began."""
+        if began < 0 or _generation != began + own_invalidations:
+            return
+        if len(self.members) >= MAX_ENTRIES:
+            self.members.clear()
+        self.members[(user_id, room_id)] = self.clock() + self.ttl
 
     def _store(self, table: dict, key, value, generation: int) -> None:
         if generation != _generation:

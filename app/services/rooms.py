@@ -13,7 +13,7 @@ from app.errors import ServiceError
 from app.extensions import db
 from app.models import Mention, Message, Room, RoomMembership, User
 from app.services import validation
-from app.services.hot_cache import changed, hot_cache
+from app.services.hot_cache import changed, hot_cache, transaction_generation
 from app.services.notifier import notifier
 from app.services.read_markers import MarkRequest, read_markers
 
@@ -87,18 +87,25 @@ def join_room(
     for _attempt in range(2):
         try:
             with write_transaction() as session:
+                began = transaction_generation()
                 room = session.scalar(sa.select(Room).where(Room.name == name))
                 created = room is None
                 if room is None:
                     room = Room(name=name, created_by_id=user_id, private=private, topic=topic)
                     session.add(room)
                     session.flush()
-                if session.get(RoomMembership, (user_id, room.id)) is not None:
-                    return room, False
-                if room.private and not created:
-                    raise ServiceError("forbidden", f"{name} is private: ask a member to invite you")
-                session.add(RoomMembership(user_id=user_id, room_id=room.id))
-            changed(rooms=[room.name] if created else [], memberships=[(user_id, room.id)])
+                room_id = room.id
+                joined = session.get(RoomMembership, (user_id, room_id)) is None
+                if joined:
+                    if room.private and not created:
+                        raise ServiceError("forbidden", f"{name} is private: ask a member to invite you")
+                    session.add(RoomMembership(user_id=user_id, room_id=room_id))
+            if not joined:
+                hot_cache().remember_member(user_id, room_id, began)
+                return room, False
+            changed(rooms=[room.name] if created else [], memberships=[(user_id, room_id)])
+            # The user's first message here, usually next, then reads no membership.
+            hot_cache().remember_member(user_id, room_id, began, own_invalidations=1)
             _announce_joined(user_id, room, actor_sid)
             return room, True
         except IntegrityError:

@@ -80,6 +80,37 @@ def test_a_sockets_rooms_read_at_connect_are_kept_only_from_a_snapshot_no_invali
         assert cache.rooms == {} and cache.members == {}, stale
 
 
+def test_a_join_keeps_the_membership_it_made_or_found(app, ann):
+    cache = hot_cache()
+    room, joined = rooms.join_room(ann.id, "side")
+    assert joined and (ann.id, room.id) in cache.members
+    cache.members.clear()
+    room, joined = rooms.join_room(ann.id, "side")
+    assert not joined and (ann.id, room.id) in cache.members
+
+
+@pytest.mark.parametrize("room_name", ["made-by-boss", "brand-new"])
+def test_a_join_keeps_no_membership_when_another_change_came_during_its_transaction(app, ann, boss, room_name):
+    cache = hot_cache()
+    ann_id = ann.id
+    rooms.join_room(boss.id, "made-by-boss")
+
+    def meanwhile(_session, _context):
+        cache.invalidate(users=[12345])  # some other change, committed and announced meanwhile
+
+    sa.event.listen(db.session, "after_flush", meanwhile, once=True)
+    try:
+        room, _joined = rooms.join_room(ann_id, room_name)
+    finally:
+        if sa.event.contains(db.session, "after_flush", meanwhile):
+            sa.event.remove(db.session, "after_flush", meanwhile)
+    assert (ann_id, room.id) not in cache.members
+    # Read afresh, and kept from then on.
+    db.session.rollback()
+    assert cache.is_member(ann_id, room.id)
+    assert (ann_id, room.id) in cache.members
+
+
 def test_non_members_are_never_cached(app, ann):
     cache = HotCache(ttl_seconds=30)
     room, _ = rooms.join_room(ann.id, "elsewhere")
