@@ -547,7 +547,7 @@ def check_fanout_internals() -> None:
         problems += [f"missing {owner.__qualname__}.{name}" for name in attributes if not hasattr(owner, name)]
     handler = getattr(eio_socket.Socket, "_websocket_handler", None)
     try:
-        handler_sha256 = hashlib.sha256(inspect.getsource(handler).encode()).hexdigest()
+        handler_sha256 = hashlib.sha256(inspect.getsource(handler).encode()).hexdigest() if handler else "missing"
     except (OSError, TypeError):
         handler_sha256 = "unreadable"
     if handler_sha256 != WEBSOCKET_HANDLER_SHA256:
