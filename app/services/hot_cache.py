@@ -176,36 +176,31 @@ class HotCache:
         if found is None:
             return False
         if generation == _generation:
-            if len(self.members) >= MAX_ENTRIES:
-                self.members.clear()
-            self.members[key] = self.clock() + self.ttl
+            self._keep_member(key)
         return True
 
     def remember_rooms_of(self, user_id: int, member_rooms: Iterable) -> None:
         """Keep the rooms and memberships of ``user_id`` that a read of the session's open
         transaction found (a socket's rooms at connect: ``rooms.member_rooms``), so that the
         socket's first `message` in each reads nothing."""
-        session = db.session()
-        if not session.in_transaction():
-            return  # the read's snapshot is gone: its generation is unknown
-        generation = session.info.get(_SESSION_GENERATION, -1)
-        if generation != _generation:
+        generation = transaction_generation()  # -1 when the read's snapshot is gone: its age is unknown
+        if generation < 0 or generation != _generation:
             return
         for room in member_rooms:
             self._store(self.rooms, room.name, RoomState(room.id, room.name, room.private, room.topic), generation)
-            if len(self.members) >= MAX_ENTRIES:
-                self.members.clear()
-            self.members[(user_id, room.id)] = self.clock() + self.ttl
+            self._keep_member((user_id, room.id))
 
     def remember_member(self, user_id: int, room_id: int, began: int, own_invalidations: int = 0) -> None:
         """Keep a membership that a write transaction begun at generation ``began`` (``transaction_generation``)
         made or found, so the user's first `message` after a `join` reads nothing; only if no invalidation
         but the caller's own ``own_invalidations`` (its ``changed()`` after the commit) came since it began."""
-        if began < 0 or _generation != began + own_invalidations:
-            return
+        if began >= 0 and _generation == began + own_invalidations:
+            self._keep_member((user_id, room_id))
+
+    def _keep_member(self, key: tuple[int, int]) -> None:
         if len(self.members) >= MAX_ENTRIES:
             self.members.clear()
-        self.members[(user_id, room_id)] = self.clock() + self.ttl
+        self.members[key] = self.clock() + self.ttl
 
     def _store(self, table: dict, key, value, generation: int) -> None:
         if generation != _generation:
