@@ -12,7 +12,9 @@ parked on its queue almost all the time (about 11 KB per idle socket, its saved 
 frames). Here a websocket session is served by ``DirectWebSocket.serve``, Engine.IO's
 websocket transport with one difference: no writer waits. A packet put on the queue starts
 a short-lived greenlet that writes what is queued, in order, and ends when the queue is
-empty.
+empty. The reader itself handles a Socket.IO CONNECT or DISCONNECT in a child greenlet and
+waits for it, so the app's deep connect and disconnect frames never touch the reader's own
+frame memory, which an idle socket keeps.
 
 Order and exactly-once hold because a frame is written directly only when nothing of that
 socket can be ahead of it: the socket is an upgraded websocket, its queue is empty, no
@@ -44,6 +46,7 @@ import gevent.hub
 import gevent.lock
 import gevent.queue
 import gevent.socket
+import greenlet
 import socketio
 from engineio import base_server as eio_base_server
 from engineio import base_socket as eio_base_socket
@@ -61,6 +64,12 @@ log = logging.getLogger("switchboard.sockets.fanout")
 # Socket.IO packets of one text frame: CONNECT, DISCONNECT, EVENT, ACK and CONNECT_ERROR. BINARY_EVENT and
 # BINARY_ACK ("5", "6") come with attachments, which stay on the queue.
 DIRECT_SOCKETIO_TYPES = frozenset("01234")
+# Engine.IO MESSAGE packets carrying a Socket.IO CONNECT or DISCONNECT ("40", "41"). python-socketio
+# runs the app's connect and disconnect handlers in the reader (sign-in, the database, presence):
+# their deep Python frames would touch pages of the reader greenlet's own frame memory, which every
+# idle websocket then keeps for its whole life (about 4.5 KB per socket). Read in a child greenlet,
+# they use that greenlet's frame memory, freed when it ends (see DirectWebSocket.serve).
+SOCKETIO_CONNECTS = frozenset({"40", "41"})
 WOULD_BLOCK = frozenset({errno.EAGAIN, errno.EWOULDBLOCK})
 
 
@@ -266,7 +275,13 @@ class DirectWebSocket(engineio_gevent.WebSocketWSGI):
             if data is None:  # the client closed the connection
                 break
             try:
-                session.receive(eio_packet.Packet(encoded_packet=data))
+                if isinstance(data, str) and data[:2] in SOCKETIO_CONNECTS:  # (a binary frame is a bytearray)
+                    # A greenlet of its own whose parent is this one: this reader resumes, with its
+                    # result or its exception, only once it has ended, so nothing after the
+                    # connect is read before the connect is done, as when it ran here.
+                    greenlet.greenlet(session.receive).switch(eio_packet.Packet(encoded_packet=data))
+                else:
+                    session.receive(eio_packet.Packet(encoded_packet=data))
             except eio_exceptions.UnknownPacketError:
                 pass
             except eio_exceptions.SocketIsClosedError:
