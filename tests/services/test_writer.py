@@ -56,6 +56,23 @@ def run_in_one_batch(app, drafts: list[messages.Draft]) -> list[messages.Posted 
     return answers
 
 
+class Commits:
+    """Counts the commits of the app's engine while it is entered."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def _committed(self, _connection) -> None:
+        self.count += 1
+
+    def __enter__(self) -> Commits:
+        sa.event.listen(db.engine, "commit", self._committed)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        sa.event.remove(db.engine, "commit", self._committed)
+
+
 @pytest.fixture
 def people(app):
     with app.app_context():
@@ -151,13 +168,61 @@ def test_the_write_refuses_banned_muted_and_non_member_senders_whatever_the_call
 def test_batched_ids_follow_queue_order(app, ctx, people):
     ann, bob, general = people
     bodies = [f"m{n}" for n in range(6)]
-    answers = run_in_one_batch(
-        app,
-        [
-            messages.Draft(sender_id=(ann, bob)[n % 2], room_id=general, body=body, client_id=body)
-            for n, body in enumerate(bodies)
-        ],
-    )
+    with Commits() as commits:
+        answers = run_in_one_batch(
+            app,
+            [
+                messages.Draft(sender_id=(ann, bob)[n % 2], room_id=general, body=body, client_id=body)
+                for n, body in enumerate(bodies)
+            ],
+        )
+    assert commits.count == 1  # one batch, not each draft on its own after a failed batch
     ids = [a.message["id"] for a in answers]
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
     assert [body for _s, _c, body in stored()] == bodies
+
+
+@both_databases
+def test_a_batch_of_room_messages_dms_replies_and_nulls_is_one_commit_with_every_column_stored(app, ctx, people):
+    ann, bob, general = people
+    first = messages.writer.write(messages.Draft(sender_id=ann, room_id=general, body="first", client_id="f"))
+    drafts = [
+        messages.Draft(sender_id=ann, room_id=general, body="to the room", client_id="r1", room_name="general"),
+        messages.Draft(sender_id=bob, recipient_id=ann, body="a dm", client_id=None),
+        messages.Draft(sender_id=bob, room_id=general, body="a reply", client_id="r2", reply_to_id=first.message["id"]),
+        messages.Draft(sender_id=ann, recipient_id=bob, body="dm back", client_id="d2"),
+    ]
+    with Commits() as commits:
+        answers = run_in_one_batch(app, drafts)
+    assert commits.count == 1
+    assert not [a for a in answers if isinstance(a, BaseException)]
+    with db.session.begin():
+        rows = db.session.execute(
+            sa.select(
+                Message.id,
+                Message.sender_id,
+                Message.room_id,
+                Message.recipient_id,
+                Message.dm_pair,
+                Message.body,
+                Message.client_id,
+                Message.deleted,
+                Message.reply_to_id,
+                Message.rev,
+                Message.created_at,
+            )
+            .where(Message.id > first.message["id"])
+            .order_by(Message.id)
+        ).all()
+    low, high = sorted((ann, bob))
+    assert [tuple(row[1:9]) for row in rows] == [
+        (ann, general, None, None, "to the room", "r1", False, None),
+        (bob, None, ann, f"{low}:{high}", "a dm", None, False, None),
+        (bob, general, None, None, "a reply", "r2", False, first.message["id"]),
+        (ann, None, bob, f"{low}:{high}", "dm back", "d2", False, None),
+    ]
+    # Each answer is its own row's: id, rev and time as stored.
+    for answer, row in zip(answers, rows, strict=True):
+        assert (answer.message["id"], answer.message["rev"]) == (row.id, row.rev)
+        assert answer.message["created_at"].startswith(row.created_at.isoformat()[:19])
+    assert [row.rev for row in rows] == list(range(first.message["rev"] + 1, first.message["rev"] + 5))
