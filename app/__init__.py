@@ -15,6 +15,7 @@ from app.config import INSTANCE, ROOT, config_from_env
 from app.errors import HTTP_STATUS, error_body
 from app.extensions import csrf, db, login_manager, migrate, socketio
 from app.logs import configure_logging, library_logger
+from app.sockets.room_index import IndexedManager, check_room_index_internals
 
 
 def create_app(config: type | dict | None = None) -> Flask:
@@ -89,6 +90,8 @@ def register_extensions(app: Flask) -> None:
         "ping_interval": app.config["SOCKET_PING_INTERVAL_SECONDS"],
         "ping_timeout": app.config["SOCKET_PING_TIMEOUT_SECONDS"],
     }
+    # Both managers keep each socket's rooms indexed (app/sockets/room_index.py).
+    check_room_index_internals()
     if app.config["REDIS_URL"]:
         from app.sockets.message_queue import CatchUpRedisManager
         from app.sockets.message_queue import check_internals as check_queue_internals
@@ -97,6 +100,8 @@ def register_extensions(app: Flask) -> None:
         socketio_options["client_manager"] = CatchUpRedisManager(
             app.config["REDIS_URL"], channel=f"{app.config['REDIS_PREFIX']}:socketio"
         )
+    else:
+        socketio_options["client_manager"] = IndexedManager()
     socketio.init_app(app, **socketio_options)
     guard = socket_guard.install(
         socketio.server,

@@ -23,6 +23,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from app.sockets.connections import close_all
+from app.sockets.room_index import RoomIndex
 
 log = logging.getLogger("switchboard.message_queue")
 
@@ -37,7 +38,7 @@ INVALIDATION_TAG = "switchboard-invalidate"
 _INVALIDATION_START = json.dumps(INVALIDATION_TAG + " ")[:-1].encode()
 
 
-class CatchUpRedisManager(socketio.RedisManager):
+class CatchUpRedisManager(RoomIndex, socketio.RedisManager):
     """python-socketio's Redis manager, whose listener makes this worker's clients catch up after an outage."""
 
     def __init__(self, url: str, channel: str) -> None:
