@@ -23,7 +23,6 @@ from typing import cast
 
 import sqlalchemy as sa
 import sqlalchemy.orm
-from sqlalchemy.dialects import postgresql
 
 from app import metrics
 from app.database import end_read_snapshot, write_connection, write_lock, write_transaction
@@ -167,29 +166,12 @@ _messages = cast(sa.Table, Message.__table__)
 _users = cast(sa.Table, User.__table__)
 _memberships = cast(sa.Table, RoomMembership.__table__)
 _rooms = cast(sa.Table, Room.__table__)
-
-
-def _among(column: sa.ColumnElement, name: str, on_postgres: bool, item_type=sa.Integer) -> sa.ColumnElement[bool]:
-    """``column`` among the values of the list parameter ``name``.
-
-    On SQLite an expanding IN, rendered again for each list length. On PostgreSQL ``= ANY`` of
-    one array parameter: the same SQL text for every batch, so SQLAlchemy renders nothing per
-    execution, and psycopg converts the text once and prepares it on the server.
-    """
-    if on_postgres:
-        return column == sa.any_(sa.bindparam(name, type_=postgresql.ARRAY(item_type)))
-    return column.in_(sa.bindparam(name, expanding=True))
-
-
-def _stored_keys(on_postgres: bool) -> sa.Select:
-    """Every stored (sender, client_id) pair of the batch, through the unique index on the pair, and
-    possibly a few more pairs (one sender's id with another's client_id) that the caller leaves out."""
-    return sa.select(_messages.c.id, _messages.c.sender_id, _messages.c.client_id).where(
-        _among(_messages.c.sender_id, "senders", on_postgres),
-        _among(_messages.c.client_id, "client_ids", on_postgres, sa.String),
-    )
-
-
+# Every stored (sender, client_id) pair of the batch, through the unique index on the pair, and
+# possibly a few more pairs (one sender's id with another's client_id) that the caller leaves out.
+_STORED_KEYS = sa.select(_messages.c.id, _messages.c.sender_id, _messages.c.client_id).where(
+    _messages.c.sender_id.in_(sa.bindparam("senders", expanding=True)),
+    _messages.c.client_id.in_(sa.bindparam("client_ids", expanding=True)),
+)
 # Senders and recipients as the transaction sees them, which of them are members of the batch's
 # rooms, and the last rev (a scalar subquery riding along on every row).
 _USER_STATE = (
@@ -201,26 +183,17 @@ _USER_STATE = (
     _users.c.muted_until,
 )
 _LAST_REV = sa.select(sa.func.max(_messages.c.rev)).scalar_subquery()
-
-
-def _admission(on_postgres: bool) -> sa.Select:
-    return (
-        sa.select(*_USER_STATE, _LAST_REV, _memberships.c.room_id)
-        .outerjoin(
-            _memberships,
-            sa.and_(
-                _memberships.c.user_id == _users.c.id,
-                _among(_memberships.c.room_id, "room_ids", on_postgres),
-            ),
-        )
-        .where(_among(_users.c.id, "user_ids", on_postgres))
+_ADMISSION = (
+    sa.select(*_USER_STATE, _LAST_REV, _memberships.c.room_id)
+    .outerjoin(
+        _memberships,
+        sa.and_(
+            _memberships.c.user_id == _users.c.id,
+            _memberships.c.room_id.in_(sa.bindparam("room_ids", expanding=True)),
+        ),
     )
-
-
-# Each of these by whether the connection is PostgreSQL's.
-_STORED_KEYS = {on_postgres: _stored_keys(on_postgres) for on_postgres in (False, True)}
-_ADMISSION = {on_postgres: _admission(on_postgres) for on_postgres in (False, True)}
-
+    .where(_users.c.id.in_(sa.bindparam("user_ids", expanding=True)))
+)
 # A batch of one room message (most batches when messages are few): the same admission and the id stored earlier under its client_id, if any, in one
 # statement without IN lists, which cost a rendering of the SQL per execution.
 _ADMISSION_OF_ONE = (
@@ -239,31 +212,8 @@ _ADMISSION_OF_ONE = (
     .where(_users.c.id == sa.bindparam("sender_id"))
 )
 _INSERT_MESSAGES = sa.insert(_messages).returning(_messages.c.id, sort_by_parameter_order=True)
-# Several rows on PostgreSQL: one array per column, unnested, in one SQL text for every batch size
-# (SQLAlchemy's multi-row VALUES is rendered for each batch, too long for psycopg to keep converted,
-# and never prepared). The rows come back as (rev, id); revs are unique, so each row finds its id.
-_INSERTED_COLUMNS = (
-    ("sender_id", "INTEGER"),
-    ("room_id", "INTEGER"),
-    ("recipient_id", "INTEGER"),
-    ("dm_pair", "TEXT"),
-    ("body", "TEXT"),
-    ("client_id", "TEXT"),
-    ("created_at", "TIMESTAMP"),
-    ("deleted", "BOOLEAN"),
-    ("reply_to_id", "INTEGER"),
-    ("rev", "INTEGER"),
-)
-_INSERT_MESSAGES_UNNEST = sa.text(
-    f"INSERT INTO {_messages.name} ({', '.join(name for name, _ in _INSERTED_COLUMNS)}) "
-    f"SELECT * FROM unnest({', '.join(f'CAST(:{name} AS {kind}[])' for name, kind in _INSERTED_COLUMNS)}) "
-    "RETURNING rev, id"
-)
 _INSERT_MENTIONS = sa.insert(cast(sa.Table, Mention.__table__))
-_ROOM_NAMES = {
-    on_postgres: sa.select(_rooms.c.id, _rooms.c.name).where(_among(_rooms.c.id, "ids", on_postgres))
-    for on_postgres in (False, True)
-}
+_ROOM_NAMES = sa.select(_rooms.c.id, _rooms.c.name).where(_rooms.c.id.in_(sa.bindparam("ids", expanding=True)))
 
 
 def _insert(connection: sa.Connection, batch: list[Draft]) -> list[Answer]:
@@ -325,7 +275,8 @@ def _insert(connection: sa.Connection, batch: list[Draft]) -> list[Answer]:
         first_rev = admission.last_rev + 1
         for offset, (_, row) in enumerate(new_rows):
             row["rev"] = first_rev + offset
-        ids = _insert_rows(connection, [row for _, row in new_rows])
+        rows = [row for _, row in new_rows]
+        ids = connection.execute(_INSERT_MESSAGES, rows if len(rows) > 1 else rows[0]).scalars().all()
         mention_rows = [
             {
                 "message_id": message_id,
@@ -350,19 +301,6 @@ def _insert(connection: sa.Connection, batch: list[Draft]) -> list[Answer]:
     return [answer for answer in answers if answer is not None]
 
 
-def _insert_rows(connection: sa.Connection, rows: list[dict]) -> list[int]:
-    """Insert the message rows; their ids, in the rows' order."""
-    if len(rows) > 1 and _on_postgres(connection):
-        columns = {name: [row[name] for row in rows] for name, _ in _INSERTED_COLUMNS}
-        id_of_rev = dict(connection.execute(_INSERT_MESSAGES_UNNEST, columns).tuples().all())
-        return [id_of_rev[row["rev"]] for row in rows]
-    return list(connection.execute(_INSERT_MESSAGES, rows if len(rows) > 1 else rows[0]).scalars())
-
-
-def _on_postgres(connection: sa.Connection) -> bool:
-    return connection.dialect.name == "postgresql"
-
-
 @dataclass
 class Admission:
     """What the ordered write reads before inserting: senders and recipients as the transaction sees
@@ -380,8 +318,7 @@ def _admitted(connection, drafts: list[Draft]) -> Admission:
     user_ids = {d.sender_id for d in drafts} | {d.recipient_id for d in drafts if d.recipient_id is not None}
     room_ids = {d.room_id for d in drafts if d.room_id is not None}
     admission = Admission()
-    statement = _ADMISSION[_on_postgres(connection)]
-    for row in connection.execute(statement, {"user_ids": list(user_ids), "room_ids": list(room_ids)}):
+    for row in connection.execute(_ADMISSION, {"user_ids": list(user_ids), "room_ids": list(room_ids)}):
         admission.users[row[0]] = UserState(*row[:-2])
         admission.last_rev = row[-2] or 0
         if row[-1] is not None:
@@ -442,8 +379,7 @@ def _room_names(connection, batch: list[Draft]) -> dict[int, str]:
     room_names = {d.room_id: d.room_name for d in batch if d.room_id is not None and d.room_name is not None}
     missing_rooms = {d.room_id for d in batch if d.room_id} - room_names.keys()
     if missing_rooms:
-        statement = _ROOM_NAMES[_on_postgres(connection)]
-        room_names.update(connection.execute(statement, {"ids": list(missing_rooms)}).tuples().all())
+        room_names.update(connection.execute(_ROOM_NAMES, {"ids": list(missing_rooms)}).tuples().all())
     return room_names
 
 
@@ -453,7 +389,7 @@ def _stored_by_client_id(connection: sa.Connection, batch: list[Draft]) -> dict[
         return {}
     # Ids first, without the joined loads: almost every batch repeats no client_id.
     rows = connection.execute(
-        _STORED_KEYS[_on_postgres(connection)],
+        _STORED_KEYS,
         {"senders": list({sender for sender, _ in keys}), "client_ids": list({cid for _, cid in keys})},
     )
     return _stored_messages(
