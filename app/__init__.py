@@ -15,7 +15,6 @@ from app.config import INSTANCE, ROOT, config_from_env
 from app.errors import HTTP_STATUS, error_body
 from app.extensions import csrf, db, login_manager, migrate, socketio
 from app.logs import configure_logging, library_logger
-from app.sockets.room_index import IndexedManager, check_room_index_internals
 
 
 def create_app(config: type | dict | None = None) -> Flask:
@@ -90,7 +89,10 @@ def register_extensions(app: Flask) -> None:
         "ping_interval": app.config["SOCKET_PING_INTERVAL_SECONDS"],
         "ping_timeout": app.config["SOCKET_PING_TIMEOUT_SECONDS"],
     }
-    # Both managers keep each socket's rooms indexed (app/sockets/room_index.py).
+    # Both managers keep each socket's rooms indexed. (Imported here: importing the app package,
+    # as the command-line client does, loads nothing of the socket layer.)
+    from app.sockets.room_index import IndexedManager, check_room_index_internals
+
     check_room_index_internals()
     if app.config["REDIS_URL"]:
         from app.sockets.message_queue import CatchUpRedisManager
