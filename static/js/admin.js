@@ -141,7 +141,14 @@ function confirmFirst(title, text, verb) {
   ui.confirm.showModal();
   ui.confirmOk.focus();
   return new Promise((resolve) => {
-    ui.confirm.addEventListener("close", () => resolve(ui.confirm.returnValue === "confirm"), { once: true });
+    // The close of an earlier prompt can still be on its way (its event is queued, not
+    // dispatched at once): while this one is open, a close event is not its answer.
+    const answered = () => {
+      if (ui.confirm.open) return;
+      ui.confirm.removeEventListener("close", answered);
+      resolve(ui.confirm.returnValue === "confirm");
+    };
+    ui.confirm.addEventListener("close", answered);
   });
 }
 

@@ -209,3 +209,36 @@ def test_a_socket_a_deleted_message_and_an_audit_entry_open_their_user(
     expect(shown).to_contain_text("banned: spam")
     expect(shown.get_by_role("button", name=f"Unban {mallory.username}")).to_be_visible()
     assert page.evaluate("() => document.documentElement.scrollWidth") <= page.viewport_size["width"]
+
+
+def test_a_ban_confirmed_while_an_earlier_prompts_close_is_still_queued_goes_through(
+    shared_admin, make_context, shared_server, bots
+):
+    """A dialog's close event is queued, not dispatched at once: when the next prompt opens before
+    the earlier one's close event ran, that event must not answer the new prompt."""
+    boss = shared_admin
+    target = bots(api.new_username("late"))
+    page = make_context(shared_server.url).new_page()
+    sign_in(page, boss, "/admin")
+    expect(page.locator("#admin-status")).to_have_text("Connected")
+    page.get_by_label("Search users").fill(target.username)
+    page.get_by_role("button", name="Search", exact=True).click()
+    ban = page.get_by_role("button", name=f"Ban {target.username}")
+    ban.click()
+    dialog = page.get_by_role("dialog", name=f"Ban {target.username}?")
+    expect(dialog).to_be_visible()
+    # Cancel, and ask again in the same task: the cancel's close event is dispatched only after
+    # the second prompt has opened.
+    page.evaluate(
+        """(name) => {
+            const dialog = document.getElementById("admin-confirm");
+            dialog.close("cancel");
+            [...document.querySelectorAll("button")].find((b) => b.getAttribute("aria-label") === `Ban ${name}`).click();
+        }""",
+        target.username,
+    )
+    confirm = dialog.get_by_role("button", name="Ban")
+    expect(confirm).to_be_focused()
+    confirm.click()
+    expect(dialog).to_be_hidden()
+    expect(page.locator("#admin-feedback")).to_have_text(f"Banned {target.username}.")
