@@ -33,8 +33,9 @@ MIRRORED_SOURCES_SHA256 = {
 
 
 class RoomIndex:
-    """A python-socketio manager mixin (it goes first in the bases): ``rooms_of[(namespace, sid)]``
-    holds the rooms the socket is in, ``None`` (the namespace's connected list) and its sid room included."""
+    """A python-socketio manager mixin (it goes first in the bases): ``rooms_of[sid]`` lists the rooms
+    the socket is in, in the order it joined them, ``None`` (the namespace's connected list) and its
+    sid room included. A sid names one socket in one namespace (python-socketio keys acks by it too)."""
 
     rooms: dict
     callbacks: dict
@@ -43,28 +44,32 @@ class RoomIndex:
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        # Insertion-ordered, as a dict of room name to None: the order the socket joined in.
-        self.rooms_of: dict[tuple[str, str], dict] = {}
+        # A list, the smallest container for the few rooms of a socket (every idle socket keeps one).
+        self.rooms_of: dict[str, list] = {}
 
     def basic_enter_room(self, sid, namespace, room, eio_sid=None):
         super().basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
-        self.rooms_of.setdefault((namespace, sid), {})[room] = None
+        joined = self.rooms_of.get(sid)
+        if joined is None:
+            self.rooms_of[sid] = [room]
+        elif room not in joined:
+            joined.append(room)
 
     def basic_leave_room(self, sid, namespace, room):
         super().basic_leave_room(sid, namespace, room)
-        joined = self.rooms_of.get((namespace, sid))
-        if joined is not None:
-            joined.pop(room, None)
+        joined = self.rooms_of.get(sid)
+        if joined is not None and room in joined:
+            joined.remove(room)
             if not joined:
-                del self.rooms_of[(namespace, sid)]
+                del self.rooms_of[sid]
 
     def basic_disconnect(self, sid, namespace, **kwargs):
         """``BaseManager.basic_disconnect``, leaving the socket's indexed rooms instead of testing every room."""
         if namespace not in self.rooms:
             return
-        for room in list(self.rooms_of.get((namespace, sid), ())):
+        for room in list(self.rooms_of.get(sid, ())):
             self.basic_leave_room(sid, namespace, room)
-        self.rooms_of.pop((namespace, sid), None)
+        self.rooms_of.pop(sid, None)
         self.callbacks.pop(sid, None)
         for pending in (self.pending_connect, self.pending_disconnect):
             waiting = pending.get(namespace)
@@ -75,7 +80,7 @@ class RoomIndex:
 
     def get_rooms(self, sid, namespace):
         """The rooms the socket is in, as ``BaseManager.get_rooms`` answers, from the index."""
-        return [room for room in self.rooms_of.get((namespace, sid), ()) if room is not None]
+        return [room for room in self.rooms_of.get(sid, ()) if room is not None]
 
 
 class IndexedManager(RoomIndex, socketio.Manager):
