@@ -183,9 +183,10 @@ class HotCache:
         """Keep the rooms and memberships of ``user_id`` that a read of the session's open
         transaction found (a socket's rooms at connect: ``rooms.member_rooms``), so that the
         socket's first `message` in each reads nothing."""
-        generation = transaction_generation()  # -1 when the read's snapshot is gone: its age is unknown
-        if generation < 0 or generation != _generation:
+        # -1 (never a generation) when the read's snapshot is gone: its age is unknown.
+        if transaction_generation() != _generation:
             return
+        generation = _generation
         for room in member_rooms:
             self._store(self.rooms, room.name, RoomState(room.id, room.name, room.private, room.topic), generation)
             self._keep_member((user_id, room.id))
